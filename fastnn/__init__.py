@@ -1,0 +1,1 @@
+"""fastnn: fast dense neural networks on the CPU."""

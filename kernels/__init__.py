@@ -1,0 +1,1 @@
+"""Numba kernels of fastnn (installed as ``fastnn.kernels``)."""
