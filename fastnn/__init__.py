@@ -1,1 +1,16 @@
-"""fastnn: fast dense neural networks on the CPU."""
+"""fastnn: fast dense neural networks on the CPU, numba kernels proven against numpy.
+
+>>> import fastnn
+>>> net = fastnn.Network([fastnn.Dense(64, 32, activation="relu"), fastnn.Dense(32, 10)])
+"""
+
+from . import datasets
+from .layers import Dense
+from .network import History, Network
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from .warmup import warmup
+
+__version__ = "0.1.0"
+
+__all__ = ["Dense", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
+           "datasets", "warmup", "__version__"]

@@ -1,0 +1,119 @@
+"""The two backends: numba kernels, and the pure-numpy reference.
+
+Both see the network the same way: a flat parameter vector ``theta`` (see
+``fastnn.kernels.training``), the widths ``sizes``, and per layer the
+activation as the kernels apply it (identity on a fused-loss output layer).
+"""
+
+import numpy as np
+
+from . import reference
+from .kernels import losses as _kl
+from .kernels import training as _kt
+
+
+class NumbaBackend:
+    """Runs the numba kernels; buffers are allocated once per batch size."""
+
+    name = "numba"
+
+    def __init__(self):
+        self._train_buffers = {}
+
+    @staticmethod
+    def _work(spec, rows):
+        width = int(spec.sizes[1:].sum())
+        return np.empty(rows * width, spec.dtype), np.empty(rows * width, spec.dtype)
+
+    def predict_raw(self, spec, theta, X, chunk=1024):
+        """Last layer's output for ``X`` (logits for the fused losses), and a finiteness flag."""
+        cap = min(chunk, X.shape[0])
+        hbuf = np.empty(cap * int(spec.sizes[1:].sum()), spec.dtype)
+        out = np.empty((X.shape[0], spec.sizes[-1]), spec.dtype)
+        ok = _kt.predict_raw(X, theta, spec.sizes, spec.codes, hbuf, cap, out)
+        return out, ok
+
+    def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code):
+        hbuf, dbuf = self._work(spec, X.shape[0])
+        grad = np.zeros_like(theta)
+        loss = _kt.loss_and_gradients(X, labels, targets, theta, spec.sizes, spec.codes,
+                                      loss_code, hbuf, dbuf, X.shape[0], grad)
+        return loss, grad
+
+    def train_steps(self, spec, theta, X, labels, targets, loss_code, perm, batch_size,
+                    step_begin, step_end, optimizer, step_losses):
+        key = (batch_size, spec.dtype, tuple(spec.sizes))
+        buffers = self._train_buffers.get(key)
+        if buffers is None:
+            hbuf, dbuf = self._work(spec, batch_size)
+            buffers = (hbuf, dbuf, np.empty_like(theta),
+                       np.empty((batch_size, spec.sizes[0]), spec.dtype),
+                       np.empty(batch_size, np.int64),
+                       np.empty((batch_size, spec.sizes[-1]), spec.dtype))
+            self._train_buffers = {key: buffers}
+        hbuf, dbuf, grad, xb, yb, tb = buffers
+        state = optimizer.state
+        return _kt.train_steps(X, labels, targets, perm, batch_size, step_begin, step_end,
+                               theta, spec.sizes, spec.codes, loss_code, optimizer.code,
+                               optimizer.hyper_array(), state["t"], state["s1"], state["s2"],
+                               grad, hbuf, dbuf, xb, yb, tb, step_losses)
+
+
+class NumpyBackend:
+    """The reference: the same math in plain numpy, one step at a time."""
+
+    name = "numpy"
+
+    @staticmethod
+    def _layers(spec, theta):
+        Ws, bs, offset = [], [], 0
+        for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):
+            Ws.append(theta[offset:offset + n_in * n_out].reshape(n_in, n_out))
+            offset += n_in * n_out
+            bs.append(theta[offset:offset + n_out])
+            offset += n_out
+        return Ws, bs
+
+    def predict_raw(self, spec, theta, X, chunk=None):
+        Ws, bs = self._layers(spec, theta)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Hs = reference.forward(X, Ws, bs, spec.kernel_activations)
+        ok = all(np.isfinite(h).all() for h in Hs)
+        return Hs[-1], ok
+
+    def _loss_and_grad(self, spec, theta, X, y):
+        Ws, bs = self._layers(spec, theta)
+        loss, grads = reference.loss_and_gradients(X, y, Ws, bs, spec.kernel_activations,
+                                                   spec.loss.name)
+        flat = np.concatenate([a.ravel() for pair in grads for a in pair])
+        return loss, flat.astype(theta.dtype, copy=False)
+
+    def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code):
+        y = labels if loss_code == _kl.CE_LABELS else targets
+        return self._loss_and_grad(spec, theta, X, y)
+
+    def train_steps(self, spec, theta, X, labels, targets, loss_code, perm, batch_size,
+                    step_begin, step_end, optimizer, step_losses):
+        y_all = labels if loss_code == _kl.CE_LABELS else targets
+        hp = optimizer.hyperparameters()
+        state = optimizer.state
+        for s in range(step_begin, step_end):
+            rows = perm[s * batch_size:(s + 1) * batch_size]
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, grad = self._loss_and_grad(spec, theta, X[rows], y_all[rows])
+            step_losses[s - step_begin] = loss
+            if not np.isfinite(loss):
+                return s - step_begin
+            reference.optimizer_update(optimizer.name, theta, grad, state["s1"], state["s2"],
+                                       state["t"] + s - step_begin + 1, hp)
+        return step_end - step_begin
+
+
+BACKENDS = {"numba": NumbaBackend, "numpy": NumpyBackend}
+
+
+def get_backend(name):
+    try:
+        return BACKENDS[name]()
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown backend {name!r}; valid names: {', '.join(BACKENDS)}") from None

@@ -1,0 +1,513 @@
+"""The Network: a thin Python layer that checks inputs and calls kernels."""
+
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from ._threads import blas_threads, check_threads
+from .activations import ACTIVATIONS
+from .backends import get_backend
+from .kernels import losses as _kl
+from .layers import Dense
+from .losses import get_loss
+from .optimizers import SGD, Optimizer
+from .progress import Progress
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+HE_INIT = ("relu", "leaky_relu")
+
+
+class NetSpec(NamedTuple):
+    """What the kernels need to know about the architecture."""
+
+    sizes: np.ndarray                # int64 widths m_0 .. m_L
+    codes: np.ndarray                # int64 activation code per layer, as applied
+    kernel_activations: tuple        # the same as names (fused output -> identity)
+    loss: object                     # fastnn.losses.Loss
+    dtype: np.dtype
+
+
+class History:
+    """Per-epoch training records: ``history`` maps a name to a list, one value per epoch."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            if key != "epoch":
+                self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+class Network:
+    """A multilayer perceptron trained by mini-batch gradient descent.
+
+    Parameters
+    ----------
+    layers : list of Dense
+        Consecutive layers; each ``n_in`` must equal the previous ``n_out``.
+    loss : {"cross_entropy", "binary_cross_entropy", "mse"}
+        The loss owns the output activation: cross-entropy fuses softmax and
+        binary cross-entropy fuses sigmoid, so their last layer must be
+        ``identity`` (logits) or name that same activation. With ``mse`` the
+        last layer's own activation is applied.
+    dtype : {"float32", "float64"}
+    seed : int
+        Seeds the initialization (He for relu/leaky_relu, Glorot otherwise,
+        zero biases) and the per-epoch shuffles.
+    backend : {"numba", "numpy"}
+        The numba kernels, or the pure-numpy reference of the same math.
+    threads : int or None
+        BLAS threads during fit/predict; None keeps the BLAS default.
+
+    Attributes
+    ----------
+    layers : list of Dense
+        Their ``W`` and ``b`` are views into one flat parameter vector.
+    """
+
+    def __init__(self, layers, loss="cross_entropy", dtype="float32", seed=0,
+                 backend="numba", threads=None):
+        layers = list(layers) if not isinstance(layers, Dense) else [layers]
+        if not layers:
+            raise ValueError("a Network needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layer {i} is {type(layer).__name__}, expected Dense")
+        for i in range(1, len(layers)):
+            if layers[i].n_in != layers[i - 1].n_out:
+                raise ValueError(f"layer {i} has n_in={layers[i].n_in} but layer {i - 1} "
+                                 f"has n_out={layers[i - 1].n_out}")
+        for i, layer in enumerate(layers[:-1]):
+            if layer.activation not in ACTIVATIONS:
+                raise ValueError(f"activation {layer.activation!r} of layer {i} is only "
+                                 f"allowed on the output layer")
+        self.loss = get_loss(loss)
+        out_act = layers[-1].activation
+        if self.loss.output_activation is not None:
+            if out_act not in ("identity", self.loss.output_activation):
+                raise ValueError(
+                    f"loss {self.loss.name!r} applies {self.loss.output_activation} itself; the "
+                    f"last layer's activation must be 'identity' or "
+                    f"'{self.loss.output_activation}', got {out_act!r}")
+        elif out_act not in ACTIVATIONS:
+            raise ValueError(f"output activation {out_act!r} needs loss 'cross_entropy'")
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            self.dtype = None
+        if self.dtype is None or self.dtype.name not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
+        self.backend = get_backend(backend)
+        self.threads = check_threads(threads)
+        self.layers = layers
+        self.optimizer = None
+        self.stop_training = False
+
+        applied = [l.activation for l in layers[:-1]]
+        applied.append("identity" if self.loss.output_activation else out_act)
+        self._spec = NetSpec(
+            sizes=np.array([layers[0].n_in] + [l.n_out for l in layers], np.int64),
+            codes=np.array([ACTIVATIONS[a].code for a in applied], np.int64),
+            kernel_activations=tuple(applied), loss=self.loss, dtype=self.dtype)
+        init_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(2)
+        self._shuffle_rng = np.random.default_rng(shuffle_seq)
+        self._theta = np.empty(self.n_params, self.dtype)
+        self._bind_views()
+        rng = np.random.default_rng(init_seq)
+        for layer in layers:
+            if layer.activation in HE_INIT:
+                W = rng.standard_normal((layer.n_in, layer.n_out)) * math.sqrt(2.0 / layer.n_in)
+            else:
+                a = math.sqrt(6.0 / (layer.n_in + layer.n_out))
+                W = rng.uniform(-a, a, (layer.n_in, layer.n_out))
+            layer.W[...] = W
+            layer.b[...] = 0
+
+    # ---- structure -------------------------------------------------------
+
+    @property
+    def n_features(self):
+        return self.layers[0].n_in
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1].n_out
+
+    @property
+    def n_params(self):
+        return int(sum(l.n_in * l.n_out + l.n_out for l in self.layers))
+
+    def _bind_views(self):
+        """Point every layer's W and b at its slice of ``_theta``."""
+        offset = 0
+        self._views = []
+        for layer in self.layers:
+            layer.W = self._theta[offset:offset + layer.n_in * layer.n_out].reshape(
+                layer.n_in, layer.n_out)
+            offset += layer.n_in * layer.n_out
+            layer.b = self._theta[offset:offset + layer.n_out]
+            offset += layer.n_out
+            self._views.append((layer.W, layer.b))
+
+    def _sync_params(self):
+        """Take in W/b arrays a user assigned since, checking shapes; return theta."""
+        for i, (layer, (W, b)) in enumerate(zip(self.layers, self._views)):
+            for name, new, view, shape in (("W", layer.W, W, (layer.n_in, layer.n_out)),
+                                           ("b", layer.b, b, (layer.n_out,))):
+                if new is view:
+                    continue
+                arr = np.asarray(new)
+                if arr.shape != shape:
+                    raise ValueError(f"layer {i} {name} has shape {arr.shape}, expected {shape}")
+                if arr.dtype.kind not in "biuf":
+                    raise TypeError(f"layer {i} {name} must be numeric, got dtype {arr.dtype}")
+                view[...] = arr
+                setattr(layer, name, view)
+        return self._theta
+
+    def get_params(self):
+        """A copy of every parameter as one flat vector (layer by layer, W then b)."""
+        return self._sync_params().copy()
+
+    def set_params(self, theta):
+        """Load a flat parameter vector as returned by :meth:`get_params`."""
+        theta = np.asarray(theta)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"expected {self.n_params} parameters, got shape {theta.shape}")
+        self._sync_params()
+        self._theta[...] = theta
+
+    # ---- input checking --------------------------------------------------
+
+    def _check_X(self, X, name="X", check_finite=True):
+        if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+            raise TypeError(f"{name}: sparse matrices are not supported; pass a dense array")
+        arr = np.asarray(X)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be numeric (bool, int or float), got dtype {arr.dtype}")
+        if arr.ndim == 1 and self.n_features == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, {self.n_features}), "
+                             f"got shape {arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 samples)")
+        if arr.shape[1] != self.n_features:
+            raise ValueError(f"{name} has {arr.shape[1]} features but the network expects "
+                             f"{self.n_features}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.ascontiguousarray(arr, dtype=self.dtype)
+        if check_finite:
+            _check_finite(out, arr, name)
+        return out
+
+    def _check_y(self, y, n):
+        """Return ``(labels, targets, loss_code)``: int64 labels or float targets."""
+        if hasattr(y, "toarray"):
+            raise TypeError("y: sparse matrices are not supported; pass a dense array")
+        arr = np.asarray(y)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"y must be numeric, got dtype {arr.dtype}")
+        if arr.ndim == 0 or arr.shape[0] != n:
+            got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} samples"
+            raise ValueError(f"X and y have different lengths: X has {n} samples, y has {got}")
+        C = self.n_outputs
+        empty_labels = np.empty(0, np.int64)
+        if self.loss.name == "cross_entropy" and arr.ndim == 1:
+            if arr.dtype.kind == "f":
+                if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+                    raise ValueError("class labels must be integers (got non-integer or NaN values)")
+            labels = arr.astype(np.int64)
+            bad = (labels < 0) | (labels >= C)
+            if bad.any():
+                raise ValueError(f"labels must be in 0..{C - 1} for {C} outputs; found "
+                                 f"{labels[bad][0]} (at index {int(np.argmax(bad))})")
+            return labels, np.empty((0, C), self.dtype), _kl.CE_LABELS
+        if arr.ndim == 1 and C == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.ndim != 2 or arr.shape[1] != C:
+            want = f"(n_samples,) labels or (n_samples, {C})" if self.loss.name == "cross_entropy" \
+                else f"(n_samples, {C})"
+            raise ValueError(f"y must have shape {want} for a network with {C} outputs, "
+                             f"got {arr.shape}")
+        targets = np.ascontiguousarray(arr, dtype=self.dtype)
+        _check_finite(targets, arr, "y")
+        if self.loss.classification and ((targets < 0) | (targets > 1)).any():
+            raise ValueError(f"{self.loss.name} targets must lie in [0, 1]")
+        code = _kl.CE_TARGETS if self.loss.name == "cross_entropy" else self.loss.kernel_code
+        return empty_labels, targets, code
+
+    # ---- inference -------------------------------------------------------
+
+    def _output(self, X):
+        """Last layer output (logits for the fused losses) for checked ``X``."""
+        theta = self._sync_params()
+        with blas_threads(self.threads):
+            out, ok = self.backend.predict_raw(self._spec, theta, X)
+        if not ok:
+            if not np.isfinite(theta).all():
+                raise FloatingPointError("the network's parameters are not finite (NaN or inf)")
+            _check_finite(X, X, "X")
+            raise FloatingPointError("the forward pass overflowed: X values are too large for "
+                                     f"{self.dtype.name} (max |X| = {np.abs(X).max():.3g})")
+        return out
+
+    def predict_proba(self, X):
+        """Class probabilities (cross-entropy, binary cross-entropy) or outputs (mse).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+        """
+        out = self._output(self._check_X(X, check_finite=False))
+        if self.loss.output_activation == "softmax":
+            return _softmax(out)
+        if self.loss.output_activation == "sigmoid":
+            return _sigmoid(out)
+        return out
+
+    def predict(self, X):
+        """Class labels (cross-entropy), 0/1 label matrix (binary CE), or outputs (mse).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) int64, (n_samples, n_outputs) int64, or
+        (n_samples, n_outputs) float.
+        """
+        out = self._output(self._check_X(X, check_finite=False))
+        if self.loss.output_activation == "softmax":
+            return out.argmax(axis=1)
+        if self.loss.output_activation == "sigmoid":
+            return (out > 0).astype(np.int64)
+        return out
+
+    def evaluate(self, X, y):
+        """Mean loss over ``(X, y)`` and, for classification, the accuracy.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float}`` plus ``"accuracy"`` for cross-entropy (fraction
+            of correct labels) and binary cross-entropy (fraction of correct
+            label entries).
+        """
+        X = self._check_X(X)
+        labels, targets, code = self._check_y(y, X.shape[0])
+        out = self._output(X)
+        return self._metrics(out, labels, targets, code)
+
+    def _metrics(self, out, labels, targets, code):
+        dummy = np.empty_like(out)
+        result = {"loss": float(_loss_value(code, out, labels, targets, self._spec))}
+        if self.loss.name == "cross_entropy":
+            truth = labels if code == _kl.CE_LABELS else targets.argmax(axis=1)
+            result["accuracy"] = float(np.mean(out.argmax(axis=1) == truth))
+        elif self.loss.name == "binary_cross_entropy":
+            result["accuracy"] = float(np.mean((out > 0) == (targets > 0.5)))
+        del dummy
+        return result
+
+    def loss_and_gradients(self, X, y):
+        """The loss of ``(X, y)`` as one batch and the gradients the trainer uses.
+
+        Returns
+        -------
+        loss : float
+        grads : list of (dW, db)
+            ``dW`` of shape (n_in, n_out) and ``db`` of shape (n_out,) per layer.
+        """
+        X = self._check_X(X)
+        labels, targets, code = self._check_y(y, X.shape[0])
+        theta = self._sync_params()
+        with blas_threads(self.threads):
+            loss, grad = self.backend.loss_and_gradients(self._spec, theta, X, labels,
+                                                         targets, code)
+        grads, offset = [], 0
+        for layer in self.layers:
+            dW = grad[offset:offset + layer.n_in * layer.n_out].reshape(layer.n_in, layer.n_out)
+            offset += layer.n_in * layer.n_out
+            grads.append((dW, grad[offset:offset + layer.n_out]))
+            offset += layer.n_out
+        return float(loss), grads
+
+    # ---- training --------------------------------------------------------
+
+    def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, shuffle=True, verbose=1,
+            validation_data=None, callbacks=()):
+        """Train with mini-batches; each epoch is ceil(n / batch_size) steps.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like
+            Integer labels of shape (n_samples,) or one-hot targets of shape
+            (n_samples, n_outputs) for cross-entropy; 0/1 targets of shape
+            (n_samples, n_outputs) for binary cross-entropy; targets of shape
+            (n_samples, n_outputs) (or (n_samples,) for one output) for mse.
+        epochs : int
+        batch_size : int
+            The last batch of an epoch may be smaller; it counts as a step.
+        optimizer : Optimizer, default SGD(lr=0.01)
+            Kept (with its state) for later calls to ``fit``.
+        shuffle : bool
+            A fresh permutation every epoch (seeded by the network's seed).
+        verbose : {0, 1}
+            1 prints per-epoch progress (a bar on a terminal, one line per
+            epoch otherwise); 0 is silent.
+        validation_data : (X_val, y_val), optional
+            Evaluated after every epoch into ``val_loss`` (and ``val_accuracy``).
+        callbacks : sequence
+            Objects with an ``on_epoch_end(network, logs)`` method; setting
+            ``network.stop_training = True`` ends training.
+
+        Returns
+        -------
+        History
+            ``.history["loss"]`` holds one mean training loss per epoch.
+        """
+        X = self._check_X(X)
+        n = X.shape[0]
+        labels, targets, code = self._check_y(y, n)
+        epochs = _check_int("epochs", epochs, minimum=0)
+        batch_size = _check_int("batch_size", batch_size, minimum=1)
+        batch_size = min(batch_size, n)
+        if optimizer is None:
+            optimizer = self.optimizer if self.optimizer is not None else SGD(lr=0.01)
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn optimizer, got {type(optimizer).__name__}")
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv = self._check_X(validation_data[0], name="validation X")
+            val = (Xv, *self._check_y(validation_data[1], Xv.shape[0]))
+        else:
+            val = None
+        self.optimizer = optimizer
+        theta = self._sync_params()
+        optimizer.init_state(theta.size, self.dtype)
+        steps = -(-n // batch_size)
+        step_losses = np.empty(steps, np.float64)
+        weights = np.full(steps, batch_size, np.float64)
+        weights[-1] = n - (steps - 1) * batch_size
+        history = History()
+        progress = Progress(verbose, epochs)
+        self.stop_training = False
+        with blas_threads(self.threads):
+            for epoch in range(epochs):
+                start = time.perf_counter()
+                perm = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
+                progress.start_epoch(epoch, steps)
+                done = 0
+                per_call = 1 if progress.wants_updates else steps
+                while done < steps:
+                    stop = min(steps, done + per_call)
+                    completed = self.backend.train_steps(
+                        self._spec, theta, X, labels, targets, code, perm, batch_size,
+                        done, stop, optimizer, step_losses[done:])
+                    optimizer.state["t"] += completed
+                    if completed < stop - done:
+                        raise FloatingPointError(
+                            f"training diverged: non-finite loss or activations at epoch "
+                            f"{epoch + 1}, step {done + completed + 1}")
+                    elapsed = time.perf_counter() - start
+                    seen = float(weights[:stop].sum())
+                    progress.update(stop, float(step_losses[:stop] @ weights[:stop] / seen),
+                                    seen / max(elapsed, 1e-9))
+                    # About ten bar updates a second, whatever a step costs.
+                    per_call = max(1, int(0.1 * stop / max(elapsed, 1e-9)))
+                    done = stop
+                seconds = time.perf_counter() - start
+                logs = {"epoch": epoch, "loss": float(step_losses @ weights / n)}
+                if self.loss.classification:
+                    logs.update(_prefixed("", self._metrics_on(X, labels, targets, code,
+                                                               only_accuracy=True)))
+                if val is not None:
+                    logs.update(_prefixed("val_", self._metrics_on(*val)))
+                logs["lr"] = optimizer.lr
+                logs["seconds"] = seconds
+                logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
+                history.append(epoch, logs)
+                progress.end_epoch(logs)
+                for callback in callbacks:
+                    callback.on_epoch_end(self, logs)
+                if self.stop_training:
+                    break
+        progress.close()
+        return history
+
+    def _metrics_on(self, X, labels, targets, code, only_accuracy=False):
+        with blas_threads(self.threads):
+            out, _ = self.backend.predict_raw(self._spec, self._theta, X)
+        metrics = self._metrics(out, labels, targets, code)
+        if only_accuracy:
+            metrics.pop("loss")
+        return metrics
+
+    def __repr__(self):
+        layers = ", ".join(map(repr, self.layers))
+        return (f"Network([{layers}], loss={self.loss.name!r}, dtype={self.dtype.name!r}, "
+                f"backend={self.backend.name!r})")
+
+
+# ---- helpers ---------------------------------------------------------------
+
+def _prefixed(prefix, metrics):
+    return {prefix + key: value for key, value in metrics.items()}
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_finite(converted, original, name):
+    if np.isfinite(converted).all():
+        return
+    bad = np.argwhere(~np.isfinite(converted))[0]
+    where = ", ".join(map(str, bad))
+    if np.isfinite(np.asarray(original, dtype=np.float64)[tuple(bad)]):
+        raise ValueError(f"{name} has a value too large for {converted.dtype} at index "
+                         f"({where})")
+    raise ValueError(f"{name} contains NaN or inf (first at index ({where}))")
+
+
+def _softmax(u):
+    e = np.exp(u - u.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(u):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-u))
+
+
+def _loss_value(code, out, labels, targets, spec):
+    """The mean loss of logits/outputs ``out`` (numpy; used once per epoch)."""
+    from . import reference
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        if code == _kl.CE_LABELS:
+            return reference.cross_entropy(out.astype(np.float64), labels)[0]
+        y = targets.astype(np.float64)
+        return reference.loss_and_delta(spec.loss.name, out.astype(np.float64), y,
+                                        spec.kernel_activations[-1])[0]

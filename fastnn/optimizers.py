@@ -1,0 +1,196 @@
+"""Optimizers: hyperparameters plus state arrays, updated by fused kernels.
+
+The update formulas are PyTorch's (``torch.optim`` documentation). State is
+two plain flat arrays laid out like the network's parameter vector
+(``state["s1"]``, ``state["s2"]``) and the step count ``state["t"]``; :meth:`Optimizer.state_dict` and
+:meth:`Optimizer.load_state_dict` save and restore it.
+"""
+
+import numpy as np
+
+from .kernels import optimizers as _k
+
+
+class Optimizer:
+    """Base class: subclasses set ``name``, ``code`` and their hyperparameters."""
+
+    name = ""
+    code = -1
+
+    def __init__(self, lr):
+        _check_positive("lr", lr)
+        self.lr = float(lr)
+        self.state = None
+
+    def hyperparameters(self):
+        """Plain-float hyperparameters in the reference's naming."""
+        raise NotImplementedError
+
+    def hyper_array(self):
+        """The hyperparameters as the kernels' float64 array."""
+        hp = self.hyperparameters()
+        a = np.zeros(_k.N_HYPER)
+        a[_k.LR] = hp["lr"]
+        a[_k.MOMENTUM] = hp.get("momentum", 0.0)
+        a[_k.DAMPENING] = hp.get("dampening", 0.0)
+        a[_k.WEIGHT_DECAY] = hp.get("weight_decay", 0.0)
+        a[_k.NESTEROV] = float(hp.get("nesterov", False))
+        a[_k.BETA1] = hp.get("beta1", 0.0)
+        a[_k.BETA2] = hp.get("beta2", 0.0)
+        a[_k.EPS] = hp.get("eps", 0.0)
+        a[_k.ALPHA] = hp.get("alpha", 0.0)
+        return a
+
+    def init_state(self, n_params, dtype):
+        """Zero state for ``n_params`` parameters unless the current state fits."""
+        s = self.state
+        if s is not None and s["s1"].shape == (n_params,) and s["s1"].dtype == dtype:
+            return
+        self.state = {"t": 0, "s1": np.zeros(n_params, dtype), "s2": np.zeros(n_params, dtype)}
+
+    def state_dict(self):
+        """A copy of the state: ``{"t": int, "s1": array, "s2": array}``.
+
+        ``s1``/``s2`` are flat, laid out like ``Network.get_params()``.
+        """
+        if self.state is None:
+            return None
+        return {"t": self.state["t"], "s1": self.state["s1"].copy(),
+                "s2": self.state["s2"].copy()}
+
+    def load_state_dict(self, state):
+        """Restore a state returned by :meth:`state_dict`."""
+        self.state = None if state is None else {
+            "t": int(state["t"]), "s1": np.array(state["s1"]), "s2": np.array(state["s2"])}
+
+    def get_config(self):
+        """Constructor arguments, for saving."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _check_positive(name, value, allow_zero=False):
+    try:
+        ok = float(value) > 0 or (allow_zero and float(value) == 0)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not np.isfinite(float(value)):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
+
+
+def _check_fraction(name, value):
+    _check_positive(name, value, allow_zero=True)
+    if float(value) >= 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    PyTorch's formulas: ``g <- g + weight_decay w``; with momentum
+    ``b <- momentum b + (1 - dampening) g`` (``b = g`` on the first step) and
+    ``g <- g + momentum b`` (Nesterov) or ``g <- b``; ``w <- w - lr g``.
+    Plain SGD (no momentum) is fused into the weight-gradient product.
+    """
+
+    name = "sgd"
+    code = _k.SGD
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
+        super().__init__(lr)
+        _check_fraction("momentum", momentum)
+        _check_positive("weight_decay", weight_decay, allow_zero=True)
+        _check_fraction("dampening", dampening)
+        if nesterov and (momentum == 0 or dampening != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        self.dampening = float(dampening)
+
+    def hyperparameters(self):
+        return dict(lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+                    nesterov=self.nesterov, weight_decay=self.weight_decay)
+
+    def get_config(self):
+        return dict(lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
+                    weight_decay=self.weight_decay, dampening=self.dampening)
+
+
+class Adam(Optimizer):
+    """Adam with L2 regularization added to the gradient (PyTorch's ``Adam``)."""
+
+    name = "adam"
+    code = _k.ADAM
+
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(lr)
+        if len(tuple(betas)) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        for i, beta in enumerate(betas):
+            _check_fraction(f"betas[{i}]", beta)
+        _check_positive("eps", eps)
+        _check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+
+    def hyperparameters(self):
+        return dict(lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
+                    weight_decay=self.weight_decay)
+
+    def get_config(self):
+        return dict(lr=self.lr, betas=list(self.betas), eps=self.eps,
+                    weight_decay=self.weight_decay)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay ``w <- w (1 - lr weight_decay)`` (``AdamW``)."""
+
+    name = "adamw"
+    code = _k.ADAMW
+
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(lr, betas, eps, weight_decay)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, not centered (PyTorch's ``RMSprop``)."""
+
+    name = "rmsprop"
+    code = _k.RMSPROP
+
+    def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0):
+        super().__init__(lr)
+        _check_fraction("alpha", alpha)
+        _check_positive("eps", eps)
+        _check_positive("weight_decay", weight_decay, allow_zero=True)
+        _check_fraction("momentum", momentum)
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        self.momentum = float(momentum)
+
+    def hyperparameters(self):
+        return dict(lr=self.lr, alpha=self.alpha, eps=self.eps,
+                    weight_decay=self.weight_decay, momentum=self.momentum)
+
+    def get_config(self):
+        return dict(lr=self.lr, alpha=self.alpha, eps=self.eps,
+                    weight_decay=self.weight_decay, momentum=self.momentum)
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
+
+
+def get_optimizer(name, **kwargs):
+    """Build an optimizer by name (``sgd``, ``adam``, ``adamw``, ``rmsprop``)."""
+    try:
+        cls = OPTIMIZERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}") from None
+    return cls(**kwargs)

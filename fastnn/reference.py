@@ -1,0 +1,173 @@
+"""Pure-numpy reference of fastnn's math: the correctness oracle and the baseline.
+
+Written for clarity, like the textbook derivation, with one sample per row:
+
+    U_l = H_{l-1} W_l + b_l,   H_l = phi_l(U_l),   H_0 = X
+    Delta_L = d loss / d U_L                       (fused with the loss)
+    Delta_{l-1} = (Delta_l W_l^T) * phi'_{l-1}(U_{l-1})
+    dW_l = H_{l-1}^T Delta_l,   db_l = column sums of Delta_l
+
+``Network(backend="numpy")`` trains with these functions; the tests compare
+the numba kernels against them, and the benchmarks time them side by side.
+"""
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+
+
+# ---- activations: phi(u), and phi'(u) computed from h = phi(u) ----
+
+def sigmoid(u):
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-u))
+
+
+FORWARD = {
+    "identity": lambda u: u,
+    "relu": lambda u: np.maximum(u, 0),
+    "leaky_relu": lambda u: np.where(u > 0, u, LEAKY_SLOPE * u),
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+}
+
+DERIVATIVE = {
+    "identity": lambda h: np.ones_like(h),
+    "relu": lambda h: (h > 0).astype(h.dtype),
+    "leaky_relu": lambda h: np.where(h > 0, 1, LEAKY_SLOPE).astype(h.dtype),
+    "sigmoid": lambda h: h * (1 - h),
+    "tanh": lambda h: 1 - h * h,
+}
+
+
+def softmax(u):
+    """Row-wise softmax, shifted by the row maximum."""
+    e = np.exp(u - u.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(u):
+    shifted = u - u.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+# ---- losses: value and output delta d loss / d U_L ----
+
+def cross_entropy(u, y):
+    """Softmax cross-entropy with integer labels ``y``: ``(loss, (P - T) / n)``."""
+    n = u.shape[0]
+    loss = -log_softmax(u)[np.arange(n), y].sum() / n
+    delta = softmax(u)
+    delta[np.arange(n), y] -= 1
+    return loss, delta / n
+
+
+def cross_entropy_targets(u, t):
+    """Softmax cross-entropy with target rows ``t`` (one-hot)."""
+    n = u.shape[0]
+    loss = -(t * log_softmax(u)).sum() / n
+    return loss, (softmax(u) - t) / n
+
+
+def binary_cross_entropy(u, t):
+    """Sigmoid binary cross-entropy on logits ``u``, 0/1 targets ``t``."""
+    n = u.shape[0]
+    loss = (np.maximum(u, 0) - t * u + np.log1p(np.exp(-np.abs(u)))).sum() / n
+    return loss, (sigmoid(u) - t) / n
+
+
+def mean_squared_error(h, t, activation):
+    """``(1/2n) sum ||h - t||^2`` and its delta through the output activation."""
+    n = h.shape[0]
+    loss = 0.5 * ((h - t) ** 2).sum() / n
+    return loss, (h - t) / n * DERIVATIVE[activation](h)
+
+
+def loss_and_delta(loss, out, y, activation):
+    """Dispatch on the loss name; ``y`` is integer labels or float targets."""
+    if loss == "cross_entropy":
+        if y.ndim == 1:
+            return cross_entropy(out, y)
+        return cross_entropy_targets(out, y)
+    if loss == "binary_cross_entropy":
+        return binary_cross_entropy(out, y)
+    return mean_squared_error(out, y, activation)
+
+
+# ---- the network ----
+
+def forward(x, Ws, bs, activations):
+    """Outputs ``H_1 .. H_L`` of every layer (``activations`` are names)."""
+    Hs = []
+    h = x
+    for W, b, act in zip(Ws, bs, activations):
+        h = FORWARD[act](h @ W + b)
+        Hs.append(h)
+    return Hs
+
+
+def backward(x, Ws, activations, Hs, delta):
+    """Gradients ``[(dW_l, db_l)]`` from the output delta ``Delta_L``."""
+    grads = []
+    for l in range(len(Ws) - 1, -1, -1):
+        h_prev = x if l == 0 else Hs[l - 1]
+        grads.append((h_prev.T @ delta, delta.sum(axis=0)))
+        if l > 0:
+            delta = (delta @ Ws[l].T) * DERIVATIVE[activations[l - 1]](Hs[l - 1])
+    return grads[::-1]
+
+
+def loss_and_gradients(x, y, Ws, bs, activations, loss):
+    """Loss of the batch and ``[(dW_l, db_l)]`` for every layer.
+
+    ``activations`` name each layer's activation as the kernels apply it:
+    the output layer of a fused loss is ``"identity"`` (it emits logits).
+    """
+    Hs = forward(x, Ws, bs, activations)
+    value, delta = loss_and_delta(loss, Hs[-1], y, activations[-1])
+    return value, backward(x, Ws, activations, Hs, delta)
+
+
+# ---- optimizers (PyTorch's torch.optim formulas) ----
+
+def optimizer_update(name, w, g, s1, s2, t, hp):
+    """Update ``w`` in place with the named optimizer.
+
+    ``s1``/``s2`` are the state arrays shaped like ``w``, updated in place in
+    the kernels' layout: SGD momentum buffer in ``s1``; Adam's first and
+    second moments in ``s1``/``s2``; RMSprop's momentum buffer in ``s1`` and
+    square average in ``s2``. ``hp`` maps ``lr``, ``momentum``, ``dampening``,
+    ``nesterov``, ``weight_decay``, ``beta1``, ``beta2``, ``eps``, ``alpha`` to
+    floats; ``t`` counts steps from 1.
+    """
+    lr, wd = hp["lr"], hp["weight_decay"]
+    if name == "sgd":
+        g = g + wd * w
+        if hp["momentum"] != 0:
+            if t == 1:
+                s1[...] = g
+            else:
+                s1[...] = hp["momentum"] * s1 + (1 - hp["dampening"]) * g
+            g = g + hp["momentum"] * s1 if hp["nesterov"] else s1
+        w -= lr * g
+    elif name in ("adam", "adamw"):
+        b1, b2 = hp["beta1"], hp["beta2"]
+        if name == "adamw":
+            w *= 1 - lr * wd
+        else:
+            g = g + wd * w
+        s1[...] = b1 * s1 + (1 - b1) * g
+        s2[...] = b2 * s2 + (1 - b2) * g * g
+        m_hat = s1 / (1 - b1 ** t)
+        v_hat = s2 / (1 - b2 ** t)
+        w -= lr * m_hat / (np.sqrt(v_hat) + hp["eps"])
+    elif name == "rmsprop":
+        g = g + wd * w
+        s2[...] = hp["alpha"] * s2 + (1 - hp["alpha"]) * g * g
+        step = g / (np.sqrt(s2) + hp["eps"])
+        if hp["momentum"] > 0:
+            s1[...] = hp["momentum"] * s1 + step
+            step = s1
+        w -= lr * step
+    else:
+        raise ValueError(f"unknown optimizer {name!r}")

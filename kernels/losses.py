@@ -1,0 +1,212 @@
+"""Fused output-delta + loss kernels.
+
+Every loss is a mean over the ``n`` samples of a per-sample sum over the
+outputs, and every kernel writes the output delta ``d loss / d u`` of the last
+layer's pre-activation ``u`` and returns the loss value:
+
+* softmax + cross-entropy: ``delta = (P - T) / n``
+* sigmoid + binary cross-entropy: ``delta = (sigmoid(U) - T) / n``
+* mean squared error ``(1/2n) sum ||h - t||^2``: ``delta = (H - T)/n * phi'(U)``
+
+Softmax and the log-sum-exp are shifted by the row maximum and the binary
+cross-entropy uses ``max(u, 0) - t u + log1p(exp(-|u|))``, so logits of any
+finite size give a finite loss and delta and ``log(0)`` never happens.
+"""
+
+import math
+
+from numba import njit
+
+from ._config import JIT
+from .activations import LEAKY_SLOPE, derivative
+
+CE_LABELS, CE_TARGETS, BCE, MSE = 0, 1, 2, 3
+
+
+@njit(inline="always", **JIT)
+def _softmax_row(u, i, p):
+    """p[i] = softmax(u[i]); return log-sum-exp of the shifted row."""
+    m = u.shape[1]
+    top = u[i, 0]
+    for j in range(1, m):
+        top = max(top, u[i, j])
+    total = u.dtype.type(0)
+    for j in range(m):
+        e = math.exp(u[i, j] - top)
+        p[i, j] = e
+        total += e
+    inv = u.dtype.type(1) / total
+    for j in range(m):
+        p[i, j] *= inv
+    return top + math.log(total)
+
+
+@njit(**JIT)
+def softmax(u, p):
+    """Row-wise softmax.
+
+    Parameters
+    ----------
+    u : ndarray of shape (n_samples, n_classes)
+        Logits.
+    p : ndarray of shape (n_samples, n_classes)
+        Output probabilities; may be ``u`` itself.
+    """
+    for i in range(u.shape[0]):
+        _softmax_row(u, i, p)
+
+
+@njit(**JIT)
+def sigmoid(u, p):
+    """Element-wise logistic function; ``p`` may be ``u`` itself."""
+    n, m = u.shape
+    one = u.dtype.type(1)
+    for i in range(n):
+        for j in range(m):
+            p[i, j] = one / (one + math.exp(-u[i, j]))
+
+
+@njit(**JIT)
+def softmax_cross_entropy(u, y, delta):
+    """Cross-entropy of softmax(u) with integer labels, and its delta.
+
+    Parameters
+    ----------
+    u : ndarray of shape (n_samples, n_classes)
+        Logits.
+    y : ndarray of shape (n_samples,), int64
+        Class labels in ``0 .. n_classes - 1``.
+    delta : ndarray of shape (n_samples, n_classes)
+        Output ``(P - onehot(y)) / n``; may be ``u`` itself.
+
+    Returns
+    -------
+    float
+        ``-(1/n) sum_q log p[q, y_q]``.
+    """
+    n = u.shape[0]
+    inv_n = u.dtype.type(1.0 / n)
+    loss = 0.0
+    for i in range(n):
+        label = y[i]
+        u_label = u[i, label]
+        lse = _softmax_row(u, i, delta)
+        loss += lse - u_label
+        for j in range(u.shape[1]):
+            delta[i, j] *= inv_n
+        delta[i, label] -= inv_n
+    return loss / n
+
+
+@njit(**JIT)
+def softmax_cross_entropy_targets(u, t, delta):
+    """Cross-entropy of softmax(u) with target distributions (one-hot).
+
+    Parameters
+    ----------
+    u : ndarray of shape (n_samples, n_classes)
+    t : ndarray of shape (n_samples, n_classes)
+        Rows are target probabilities (one-hot for hard labels).
+    delta : ndarray of shape (n_samples, n_classes)
+        Output ``(P - T) / n``; may be ``u`` itself.
+
+    Returns
+    -------
+    float
+        ``-(1/n) sum_q sum_j t[q, j] log p[q, j]``.
+    """
+    n, m = u.shape
+    inv_n = u.dtype.type(1.0 / n)
+    loss = 0.0
+    for i in range(n):
+        dot = 0.0
+        mass = 0.0
+        for j in range(m):
+            dot += t[i, j] * u[i, j]
+            mass += t[i, j]
+        lse = _softmax_row(u, i, delta)
+        loss += mass * lse - dot
+        for j in range(m):
+            delta[i, j] = (delta[i, j] - t[i, j]) * inv_n
+    return loss / n
+
+
+@njit(**JIT)
+def sigmoid_binary_cross_entropy(u, t, delta):
+    """Binary cross-entropy of sigmoid(u) with 0/1 targets, and its delta.
+
+    Parameters
+    ----------
+    u : ndarray of shape (n_samples, n_labels)
+        Logits.
+    t : ndarray of shape (n_samples, n_labels)
+        Targets in [0, 1].
+    delta : ndarray of shape (n_samples, n_labels)
+        Output ``(sigmoid(U) - T) / n``; may be ``u`` itself.
+
+    Returns
+    -------
+    float
+        ``-(1/n) sum [t log s(u) + (1 - t) log(1 - s(u))]``.
+    """
+    n, m = u.shape
+    inv_n = u.dtype.type(1.0 / n)
+    zero, one = u.dtype.type(0), u.dtype.type(1)
+    loss = 0.0
+    for i in range(n):
+        for j in range(m):
+            v = u[i, j]
+            e = math.exp(-abs(v))
+            loss += max(v, zero) - t[i, j] * v + math.log1p(e)
+            s = one / (one + e) if v >= zero else e / (one + e)
+            delta[i, j] = (s - t[i, j]) * inv_n
+    return loss / n
+
+
+@njit(**JIT)
+def mean_squared_error(h, t, code, delta):
+    """Half mean squared error and its delta through the output activation.
+
+    Parameters
+    ----------
+    h : ndarray of shape (n_samples, n_out)
+        Network output ``phi(u)``.
+    t : ndarray of shape (n_samples, n_out)
+    code : int
+        Output activation code (phi' is taken from ``h``).
+    delta : ndarray of shape (n_samples, n_out)
+        Output ``(H - T) / n * phi'(U)``; may be ``h`` only if ``h`` is not
+        needed afterwards.
+
+    Returns
+    -------
+    float
+        ``(1/2n) sum_q ||h_q - t_q||^2``.
+    """
+    n, m = h.shape
+    inv_n = h.dtype.type(1.0 / n)
+    zero, one, slope = h.dtype.type(0), h.dtype.type(1), h.dtype.type(LEAKY_SLOPE)
+    loss = 0.0
+    for i in range(n):
+        for j in range(m):
+            r = h[i, j] - t[i, j]
+            loss += r * r
+            delta[i, j] = r * inv_n * derivative(h[i, j], code, zero, one, slope)
+    return 0.5 * loss / n
+
+
+@njit(**JIT)
+def output_delta(loss_code, out, y, t, out_code, delta):
+    """Dispatch to the fused loss kernel named by ``loss_code``; return the loss.
+
+    ``out`` is the last layer's output (logits for the two cross-entropies),
+    ``y`` the integer labels (``CE_LABELS`` only), ``t`` the float targets
+    (every other loss).
+    """
+    if loss_code == CE_LABELS:
+        return softmax_cross_entropy(out, y, delta)
+    if loss_code == CE_TARGETS:
+        return softmax_cross_entropy_targets(out, t, delta)
+    if loss_code == BCE:
+        return sigmoid_binary_cross_entropy(out, t, delta)
+    return mean_squared_error(out, t, out_code, delta)

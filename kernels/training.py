@@ -1,0 +1,232 @@
+"""Whole-network kernels: forward pass, gradients and the training loop.
+
+A network lives in flat arrays so that any depth is one compiled function per
+dtype and no Python object crosses into the kernels:
+
+* ``theta``: every parameter, layer by layer, ``W_l`` (row-major, shape
+  ``(m_l, m_{l+1})``) then ``b_l``. ``grad`` and the optimizer state share the
+  layout. ``sizes`` holds the widths ``m_0 .. m_L``.
+* ``hbuf``/``dbuf``: the outputs ``H_l`` and deltas of every layer for up to
+  ``cap`` rows, layer after layer.
+
+The training loop runs many mini-batch steps per call; Python is not entered
+between steps.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._config import JIT
+from .dense import dense_backward_delta, dense_forward, dense_gradients, dense_sgd_step
+from .losses import CE_LABELS, output_delta
+from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
+
+
+@njit(inline="always", **JIT)
+def _mat(buf, offset, rows, cols):
+    return buf[offset:offset + rows * cols].reshape((rows, cols))
+
+
+@njit(inline="always", **JIT)
+def layer_params(theta, sizes, l):
+    """Views ``(W_l, b_l)`` into the flat ``theta`` (or ``grad``)."""
+    offset = 0
+    for k in range(l):
+        offset += sizes[k] * sizes[k + 1] + sizes[k + 1]
+    n_in, n_out = sizes[l], sizes[l + 1]
+    W = _mat(theta, offset, n_in, n_out)
+    start = offset + n_in * n_out
+    return W, theta[start:start + n_out]
+
+
+@njit(inline="always", **JIT)
+def layer_rows(buf, sizes, cap, l, r):
+    """View of the first ``r`` rows of layer ``l``'s ``(cap, m_{l+1})`` block."""
+    offset = 0
+    for k in range(l):
+        offset += cap * sizes[k + 1]
+    return _mat(buf, offset, r, sizes[l + 1])
+
+
+@njit(**JIT)
+def forward_pass(x, theta, sizes, codes, hbuf, cap):
+    """Forward the rows of ``x`` through every layer into ``hbuf``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (r, m_0), r <= cap
+    theta : ndarray of shape (n_params,)
+    sizes : ndarray of shape (n_layers + 1,), int64
+    codes : ndarray of shape (n_layers,), int64
+        Activation code per layer (identity for a fused-loss output).
+    hbuf : ndarray of shape (cap * sum(sizes[1:]),)
+    cap : int
+        Rows each layer's block of ``hbuf`` holds.
+
+    Returns
+    -------
+    bool
+        Whether every pre-activation was finite.
+    """
+    r = x.shape[0]
+    ok = True
+    for l in range(sizes.shape[0] - 1):
+        W, b = layer_params(theta, sizes, l)
+        h = layer_rows(hbuf, sizes, cap, l, r)
+        if l == 0:
+            ok &= dense_forward(x, W, b, codes[l], h)
+        else:
+            ok &= dense_forward(layer_rows(hbuf, sizes, cap, l - 1, r), W, b, codes[l], h)
+    return ok
+
+
+@njit(**JIT)
+def _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l):
+    """Delta of layer ``l - 1`` from that of layer ``l`` (before W_l changes)."""
+    r = x.shape[0]
+    W, _ = layer_params(theta, sizes, l)
+    dense_backward_delta(layer_rows(dbuf, sizes, cap, l, r), W,
+                         layer_rows(hbuf, sizes, cap, l - 1, r), codes[l - 1],
+                         layer_rows(dbuf, sizes, cap, l - 1, r))
+
+
+@njit(**JIT)
+def loss_and_gradients(x, y, t, theta, sizes, codes, loss_code, hbuf, dbuf, cap, grad):
+    """Loss of the batch ``x`` and the gradient of every parameter.
+
+    ``y`` holds integer labels (``CE_LABELS``), ``t`` float targets (the
+    other losses); the unused one may be empty. ``grad`` (shaped like
+    ``theta``) receives ``dW_l = H_{l-1}^T Delta_l`` and ``db_l``. Returns the
+    loss, or NaN when the forward pass was not finite.
+    """
+    r = x.shape[0]
+    L = sizes.shape[0] - 1
+    ok = forward_pass(x, theta, sizes, codes, hbuf, cap)
+    loss = output_delta(loss_code, layer_rows(hbuf, sizes, cap, L - 1, r), y, t,
+                        codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, r))
+    for l in range(L - 1, -1, -1):
+        if l > 0:
+            _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l)
+        dW, db = layer_params(grad, sizes, l)
+        d = layer_rows(dbuf, sizes, cap, l, r)
+        if l == 0:
+            dense_gradients(x, d, dW, db)
+        else:
+            dense_gradients(layer_rows(hbuf, sizes, cap, l - 1, r), d, dW, db)
+    return loss if ok else np.nan
+
+
+@njit(**JIT)
+def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
+                theta, sizes, codes, loss_code, opt_code, hyper, t0, s1, s2, grad,
+                hbuf, dbuf, xb, yb, tb, step_losses):
+    """Run mini-batch steps ``step_begin .. step_end - 1`` of one epoch.
+
+    Step ``s`` trains on rows ``perm[s*batch_size : (s+1)*batch_size]`` of
+    ``X`` (the last batch may be partial), gathered into ``xb``/``yb``/``tb``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, m_0)
+    y : ndarray of shape (n_samples,), int64
+        Labels (``CE_LABELS``), else empty.
+    T : ndarray of shape (n_samples, m_L)
+        Float targets (the other losses), else empty.
+    perm : ndarray of shape (n_samples,), int64
+        This epoch's sample order.
+    theta : ndarray of shape (n_params,)
+        Parameters, updated in place.
+    sizes, codes, loss_code : the network (see ``forward_pass``).
+    opt_code : int
+        Optimizer code; ``hyper`` its float64 hyperparameters.
+    t0 : int
+        Optimizer steps taken before this call (the next step is t0 + 1).
+    s1, s2, grad : ndarrays shaped like ``theta``
+        Optimizer state (updated) and gradient work space.
+    hbuf, dbuf : work buffers for ``batch_size`` rows.
+    xb, yb, tb : gather buffers of ``batch_size`` rows.
+    step_losses : ndarray of shape (>= step_end - step_begin,), float64
+        Mean loss of each step's batch (written).
+
+    Returns
+    -------
+    int
+        Steps completed. Fewer than asked means the next step's forward pass
+        or loss was not finite; that step made no update.
+    """
+    n_total = perm.shape[0]
+    L = sizes.shape[0] - 1
+    fused_sgd = opt_code == SGD and hyper[MOMENTUM] == 0
+    lr = hyper[LR]
+    wd = hyper[WEIGHT_DECAY]
+    cap = batch_size
+    for s in range(step_begin, step_end):
+        start = s * batch_size
+        r = min(batch_size, n_total - start)
+        for i in range(r):
+            src = perm[start + i]
+            xb[i, :] = X[src, :]
+            if loss_code == CE_LABELS:
+                yb[i] = y[src]
+            else:
+                tb[i, :] = T[src, :]
+        x = xb[:r]
+        ok = forward_pass(x, theta, sizes, codes, hbuf, cap)
+        loss = output_delta(loss_code, layer_rows(hbuf, sizes, cap, L - 1, r), yb[:r], tb[:r],
+                            codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, r))
+        step_losses[s - step_begin] = loss
+        if not ok or not np.isfinite(loss):
+            return s - step_begin
+        for l in range(L - 1, -1, -1):
+            if l > 0:
+                _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l)
+            d = layer_rows(dbuf, sizes, cap, l, r)
+            if fused_sgd:
+                W, b = layer_params(theta, sizes, l)
+                if l == 0:
+                    dense_sgd_step(x, d, W, b, lr, wd)
+                else:
+                    dense_sgd_step(layer_rows(hbuf, sizes, cap, l - 1, r), d, W, b, lr, wd)
+            else:
+                dW, db = layer_params(grad, sizes, l)
+                if l == 0:
+                    dense_gradients(x, d, dW, db)
+                else:
+                    dense_gradients(layer_rows(hbuf, sizes, cap, l - 1, r), d, dW, db)
+        if not fused_sgd:
+            optimizer_update(opt_code, theta, grad, s1, s2, t0 + s - step_begin + 1, hyper)
+    return step_end - step_begin
+
+
+@njit(**JIT)
+def predict_raw(X, theta, sizes, codes, hbuf, cap, out):
+    """Forward all of ``X`` in chunks of ``cap`` rows; the last layer into ``out``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, m_0)
+    out : ndarray of shape (n_samples, m_L)
+        The last layer's output (logits for the fused losses).
+
+    Returns
+    -------
+    bool
+        Whether every pre-activation was finite.
+    """
+    L = sizes.shape[0] - 1
+    ok = True
+    for start in range(0, X.shape[0], cap):
+        r = min(cap, X.shape[0] - start)
+        ok &= forward_pass(X[start:start + r], theta, sizes, codes, hbuf, cap)
+        out[start:start + r, :] = layer_rows(hbuf, sizes, cap, L - 1, r)
+    return ok
+
+
+@njit(**JIT)
+def all_finite(a):
+    """Whether every element of the 1-D array ``a`` is finite."""
+    zero = a.dtype.type(0)
+    check = zero
+    for i in range(a.shape[0]):
+        check += a[i] * zero
+    return check == zero
