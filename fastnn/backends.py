@@ -41,7 +41,7 @@ class NumbaBackend:
         return loss, grad
 
     def train_steps(self, spec, theta, X, labels, targets, loss_code, perm, batch_size,
-                    step_begin, step_end, optimizer, step_losses):
+                    step_begin, step_end, optimizer, step_losses, step_correct):
         key = (batch_size, spec.dtype, tuple(spec.sizes))
         buffers = self._train_buffers.get(key)
         if buffers is None:
@@ -56,7 +56,7 @@ class NumbaBackend:
         return _kt.train_steps(X, labels, targets, perm, batch_size, step_begin, step_end,
                                theta, spec.sizes, spec.codes, loss_code, optimizer.code,
                                optimizer.hyper_array(), state["t"], state["s1"], state["s2"],
-                               grad, hbuf, dbuf, xb, yb, tb, step_losses)
+                               grad, hbuf, dbuf, xb, yb, tb, step_losses, step_correct)
 
 
 class NumpyBackend:
@@ -93,14 +93,16 @@ class NumpyBackend:
         return self._loss_and_grad(spec, theta, X, y)
 
     def train_steps(self, spec, theta, X, labels, targets, loss_code, perm, batch_size,
-                    step_begin, step_end, optimizer, step_losses):
+                    step_begin, step_end, optimizer, step_losses, step_correct):
         y_all = labels if loss_code == _kl.CE_LABELS else targets
         hp = optimizer.hyperparameters()
         state = optimizer.state
         for s in range(step_begin, step_end):
             rows = perm[s * batch_size:(s + 1) * batch_size]
             with np.errstate(over="ignore", invalid="ignore"):
+                out, _ = self.predict_raw(spec, theta, X[rows])
                 loss, grad = self._loss_and_grad(spec, theta, X[rows], y_all[rows])
+            step_correct[s - step_begin] = reference.count_correct(spec.loss.name, out, y_all[rows])
             step_losses[s - step_begin] = loss
             if not np.isfinite(loss):
                 return s - step_begin

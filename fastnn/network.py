@@ -10,6 +10,7 @@ from ._threads import blas_threads, check_threads
 from .activations import ACTIVATIONS
 from .backends import get_backend
 from .kernels import losses as _kl
+from .kernels import training as _kt
 from .layers import Dense
 from .losses import get_loss
 from .optimizers import SGD, Optimizer
@@ -316,14 +317,12 @@ class Network:
         return self._metrics(out, labels, targets, code)
 
     def _metrics(self, out, labels, targets, code):
-        dummy = np.empty_like(out)
         result = {"loss": float(_loss_value(code, out, labels, targets, self._spec))}
         if self.loss.name == "cross_entropy":
             truth = labels if code == _kl.CE_LABELS else targets.argmax(axis=1)
             result["accuracy"] = float(np.mean(out.argmax(axis=1) == truth))
         elif self.loss.name == "binary_cross_entropy":
             result["accuracy"] = float(np.mean((out > 0) == (targets > 0.5)))
-        del dummy
         return result
 
     def loss_and_gradients(self, X, y):
@@ -352,7 +351,7 @@ class Network:
     # ---- training --------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, shuffle=True, verbose=1,
-            validation_data=None, callbacks=()):
+            validation_data=None, validation_split=0.0, callbacks=()):
         """Train with mini-batches; each epoch is ceil(n / batch_size) steps.
 
         Parameters
@@ -375,9 +374,14 @@ class Network:
             epoch otherwise); 0 is silent.
         validation_data : (X_val, y_val), optional
             Evaluated after every epoch into ``val_loss`` (and ``val_accuracy``).
+        validation_split : float in [0, 1)
+            Hold out the last fraction of ``(X, y)`` (as given, before any
+            shuffling) as validation data; ignored with ``validation_data``.
         callbacks : sequence
-            Objects with an ``on_epoch_end(network, logs)`` method; setting
-            ``network.stop_training = True`` ends training.
+            Objects with an ``on_epoch_end(network, logs)`` method and,
+            optionally, ``on_train_begin(network)`` / ``on_train_end(network)``.
+            Setting ``network.stop_training = True`` ends training after the
+            current epoch.
 
         Returns
         -------
@@ -385,8 +389,19 @@ class Network:
             ``.history["loss"]`` holds one mean training loss per epoch.
         """
         X = self._check_X(X)
+        labels, targets, code = self._check_y(y, X.shape[0])
+        if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if validation_split and validation_data is None:
+            n_val = int(round(X.shape[0] * validation_split))
+            if n_val < 1 or n_val >= X.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves no training or "
+                                 f"no validation samples out of {X.shape[0]}")
+            cut = X.shape[0] - n_val
+            y_all = labels if code == _kl.CE_LABELS else targets
+            validation_data = (X[cut:], y_all[cut:])
+            X, labels, targets = X[:cut], labels[:cut], targets[:cut]
         n = X.shape[0]
-        labels, targets, code = self._check_y(y, n)
         epochs = _check_int("epochs", epochs, minimum=0)
         batch_size = _check_int("batch_size", batch_size, minimum=1)
         batch_size = min(batch_size, n)
@@ -406,11 +421,16 @@ class Network:
         optimizer.init_state(theta.size, self.dtype)
         steps = -(-n // batch_size)
         step_losses = np.empty(steps, np.float64)
+        step_correct = np.zeros(steps, np.int64)
         weights = np.full(steps, batch_size, np.float64)
         weights[-1] = n - (steps - 1) * batch_size
         history = History()
         progress = Progress(verbose, epochs)
         self.stop_training = False
+        callbacks = list(callbacks)
+        for callback in callbacks:
+            if hasattr(callback, "on_train_begin"):
+                callback.on_train_begin(self)
         with blas_threads(self.threads):
             for epoch in range(epochs):
                 start = time.perf_counter()
@@ -422,7 +442,7 @@ class Network:
                     stop = min(steps, done + per_call)
                     completed = self.backend.train_steps(
                         self._spec, theta, X, labels, targets, code, perm, batch_size,
-                        done, stop, optimizer, step_losses[done:])
+                        done, stop, optimizer, step_losses[done:], step_correct[done:])
                     optimizer.state["t"] += completed
                     if completed < stop - done:
                         raise FloatingPointError(
@@ -438,8 +458,9 @@ class Network:
                 seconds = time.perf_counter() - start
                 logs = {"epoch": epoch, "loss": float(step_losses @ weights / n)}
                 if self.loss.classification:
-                    logs.update(_prefixed("", self._metrics_on(X, labels, targets, code,
-                                                               only_accuracy=True)))
+                    # Running accuracy over the epoch's batches, before each update.
+                    per_sample = self.n_outputs if self.loss.name == "binary_cross_entropy" else 1
+                    logs["accuracy"] = float(step_correct.sum() / (n * per_sample))
                 if val is not None:
                     logs.update(_prefixed("val_", self._metrics_on(*val)))
                 logs["lr"] = optimizer.lr
@@ -452,15 +473,14 @@ class Network:
                 if self.stop_training:
                     break
         progress.close()
+        for callback in callbacks:
+            if hasattr(callback, "on_train_end"):
+                callback.on_train_end(self)
         return history
 
-    def _metrics_on(self, X, labels, targets, code, only_accuracy=False):
-        with blas_threads(self.threads):
-            out, _ = self.backend.predict_raw(self._spec, self._theta, X)
-        metrics = self._metrics(out, labels, targets, code)
-        if only_accuracy:
-            metrics.pop("loss")
-        return metrics
+    def _metrics_on(self, X, labels, targets, code):
+        out, _ = self.backend.predict_raw(self._spec, self._theta, X)
+        return self._metrics(out, labels, targets, code)
 
     def __repr__(self):
         layers = ", ".join(map(repr, self.layers))
@@ -481,7 +501,7 @@ def _check_int(name, value, minimum):
 
 
 def _check_finite(converted, original, name):
-    if np.isfinite(converted).all():
+    if _kt.all_finite(converted.reshape(-1)):
         return
     bad = np.argwhere(~np.isfinite(converted))[0]
     where = ", ".join(map(str, bad))

@@ -196,6 +196,38 @@ def mean_squared_error(h, t, code, delta):
 
 
 @njit(**JIT)
+def count_correct(loss_code, out, y, t):
+    """Correct predictions in a batch, from the last layer's output.
+
+    Cross-entropy: rows whose arg-max matches the label (or the target's
+    arg-max); binary cross-entropy: label entries with ``(u > 0) == (t > 0.5)``;
+    mse: 0.
+    """
+    n, m = out.shape
+    correct = 0
+    if loss_code == MSE:
+        return correct
+    for i in range(n):
+        if loss_code == BCE:
+            for j in range(m):
+                correct += (out[i, j] > 0) == (t[i, j] > 0.5)
+            continue
+        best = 0
+        for j in range(1, m):
+            if out[i, j] > out[i, best]:
+                best = j
+        if loss_code == CE_LABELS:
+            correct += best == y[i]
+        else:
+            truth = 0
+            for j in range(1, m):
+                if t[i, j] > t[i, truth]:
+                    truth = j
+            correct += best == truth
+    return correct
+
+
+@njit(**JIT)
 def output_delta(loss_code, out, y, t, out_code, delta):
     """Dispatch to the fused loss kernel named by ``loss_code``; return the loss.
 

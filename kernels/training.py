@@ -18,7 +18,7 @@ from numba import njit
 
 from ._config import JIT
 from .dense import dense_backward_delta, dense_forward, dense_gradients, dense_sgd_step
-from .losses import CE_LABELS, output_delta
+from .losses import CE_LABELS, count_correct, output_delta
 from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
 
 
@@ -119,7 +119,7 @@ def loss_and_gradients(x, y, t, theta, sizes, codes, loss_code, hbuf, dbuf, cap,
 @njit(**JIT)
 def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
                 theta, sizes, codes, loss_code, opt_code, hyper, t0, s1, s2, grad,
-                hbuf, dbuf, xb, yb, tb, step_losses):
+                hbuf, dbuf, xb, yb, tb, step_losses, step_correct):
     """Run mini-batch steps ``step_begin .. step_end - 1`` of one epoch.
 
     Step ``s`` trains on rows ``perm[s*batch_size : (s+1)*batch_size]`` of
@@ -147,6 +147,9 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
     xb, yb, tb : gather buffers of ``batch_size`` rows.
     step_losses : ndarray of shape (>= step_end - step_begin,), float64
         Mean loss of each step's batch (written).
+    step_correct : ndarray of shape (>= step_end - step_begin,), int64
+        Correct predictions of each step's batch, before its update (written;
+        see ``losses.count_correct``).
 
     Returns
     -------
@@ -172,8 +175,10 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
                 tb[i, :] = T[src, :]
         x = xb[:r]
         ok = forward_pass(x, theta, sizes, codes, hbuf, cap)
-        loss = output_delta(loss_code, layer_rows(hbuf, sizes, cap, L - 1, r), yb[:r], tb[:r],
-                            codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, r))
+        out = layer_rows(hbuf, sizes, cap, L - 1, r)
+        step_correct[s - step_begin] = count_correct(loss_code, out, yb[:r], tb[:r])
+        loss = output_delta(loss_code, out, yb[:r], tb[:r], codes[L - 1],
+                            layer_rows(dbuf, sizes, cap, L - 1, r))
         step_losses[s - step_begin] = loss
         if not ok or not np.isfinite(loss):
             return s - step_begin
