@@ -5,12 +5,12 @@
 """
 
 from . import datasets
-from .layers import Dense
+from .layers import Dense, Dropout
 from .network import History, Network
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .warmup import warmup
 
 __version__ = "0.1.0"
 
-__all__ = ["Dense", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
+__all__ = ["Dense", "Dropout", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
            "datasets", "warmup", "__version__"]

@@ -33,11 +33,12 @@ class NumbaBackend:
         ok = _kt.predict_raw(X, theta, spec.sizes, spec.codes, hbuf, cap, out)
         return out, ok
 
-    def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code):
+    def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code, step=0):
         hbuf, dbuf = self._work(spec, X.shape[0])
         grad = np.zeros_like(theta)
         loss = _kt.loss_and_gradients(X, labels, targets, theta, spec.sizes, spec.codes,
-                                      loss_code, hbuf, dbuf, X.shape[0], grad)
+                                      loss_code, hbuf, dbuf, X.shape[0], grad, spec.rates,
+                                      spec.seed, step)
         return loss, grad
 
     def train_steps(self, spec, theta, X, labels, targets, loss_code, perm, batch_size,
@@ -54,7 +55,8 @@ class NumbaBackend:
         hbuf, dbuf, grad, xb, yb, tb = buffers
         state = optimizer.state
         return _kt.train_steps(X, labels, targets, perm, batch_size, step_begin, step_end,
-                               theta, spec.sizes, spec.codes, loss_code, optimizer.code,
+                               theta, spec.sizes, spec.codes, spec.rates, spec.seed,
+                               loss_code, optimizer.code,
                                optimizer.hyper_array(), state["t"], state["s1"], state["s2"],
                                grad, hbuf, dbuf, xb, yb, tb, step_losses, step_correct)
 
@@ -81,16 +83,16 @@ class NumpyBackend:
         ok = all(np.isfinite(h).all() for h in Hs)
         return Hs[-1], ok
 
-    def _loss_and_grad(self, spec, theta, X, y):
+    def _loss_and_grad(self, spec, theta, X, y, step):
         Ws, bs = self._layers(spec, theta)
         loss, grads = reference.loss_and_gradients(X, y, Ws, bs, spec.kernel_activations,
-                                                   spec.loss.name)
+                                                   spec.loss.name, spec.rates, spec.seed, step)
         flat = np.concatenate([a.ravel() for pair in grads for a in pair])
         return loss, flat.astype(theta.dtype, copy=False)
 
-    def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code):
+    def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code, step=0):
         y = labels if loss_code == _kl.CE_LABELS else targets
-        return self._loss_and_grad(spec, theta, X, y)
+        return self._loss_and_grad(spec, theta, X, y, step)
 
     def train_steps(self, spec, theta, X, labels, targets, loss_code, perm, batch_size,
                     step_begin, step_end, optimizer, step_losses, step_correct):
@@ -99,15 +101,22 @@ class NumpyBackend:
         state = optimizer.state
         for s in range(step_begin, step_end):
             rows = perm[s * batch_size:(s + 1) * batch_size]
+            t = state["t"] + s - step_begin + 1
+            Ws, bs = self._layers(spec, theta)
             with np.errstate(over="ignore", invalid="ignore"):
-                out, _ = self.predict_raw(spec, theta, X[rows])
-                loss, grad = self._loss_and_grad(spec, theta, X[rows], y_all[rows])
-            step_correct[s - step_begin] = reference.count_correct(spec.loss.name, out, y_all[rows])
+                Hs, masks = reference.forward_train(X[rows], Ws, bs, spec.kernel_activations,
+                                                    spec.rates, spec.seed, t)
+                loss, delta = reference.loss_and_delta(spec.loss.name, Hs[-1], y_all[rows],
+                                                       spec.kernel_activations[-1])
+            step_correct[s - step_begin] = reference.count_correct(spec.loss.name, Hs[-1],
+                                                                   y_all[rows])
             step_losses[s - step_begin] = loss
-            if not np.isfinite(loss):
+            if not np.isfinite(loss) or not all(np.isfinite(h).all() for h in Hs):
                 return s - step_begin
-            reference.optimizer_update(optimizer.name, theta, grad, state["s1"], state["s2"],
-                                       state["t"] + s - step_begin + 1, hp)
+            grads = reference.backward(X[rows], Ws, spec.kernel_activations, Hs, delta, masks)
+            grad = np.concatenate([a.ravel() for pair in grads for a in pair])
+            reference.optimizer_update(optimizer.name, theta, grad.astype(theta.dtype),
+                                       state["s1"], state["s2"], t, hp)
         return step_end - step_begin
 
 

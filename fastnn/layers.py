@@ -36,3 +36,25 @@ class Dense:
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+
+class Dropout:
+    """Inverted dropout on the output of the preceding Dense layer.
+
+    During ``fit`` each unit is zeroed with probability ``rate`` and the kept
+    ones are scaled by ``1 / (1 - rate)``; ``predict``/``evaluate`` use no
+    dropout. Masks are drawn from the network's seed and the optimizer step,
+    so training stays reproducible.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+    """
+
+    def __init__(self, rate):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def __repr__(self):
+        return f"Dropout({self.rate!r})"

@@ -2,6 +2,7 @@
 
 import math
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -11,7 +12,7 @@ from .activations import ACTIVATIONS
 from .backends import get_backend
 from .kernels import losses as _kl
 from .kernels import training as _kt
-from .layers import Dense
+from .layers import Dense, Dropout
 from .losses import get_loss
 from .optimizers import SGD, Optimizer
 from .progress import Progress
@@ -25,6 +26,8 @@ class NetSpec(NamedTuple):
 
     sizes: np.ndarray                # int64 widths m_0 .. m_L
     codes: np.ndarray                # int64 activation code per layer, as applied
+    rates: np.ndarray                # float64 dropout rate after each layer; empty if none
+    seed: int
     kernel_activations: tuple        # the same as names (fused output -> identity)
     loss: object                     # fastnn.losses.Loss
     dtype: np.dtype
@@ -52,8 +55,9 @@ class Network:
 
     Parameters
     ----------
-    layers : list of Dense
-        Consecutive layers; each ``n_in`` must equal the previous ``n_out``.
+    layers : list of Dense and Dropout
+        Consecutive Dense layers (each ``n_in`` equal to the previous
+        ``n_out``), optionally with a Dropout after any hidden Dense layer.
     loss : {"cross_entropy", "binary_cross_entropy", "mse"}
         The loss owns the output activation: cross-entropy fuses softmax and
         binary cross-entropy fuses sigmoid, so their last layer must be
@@ -70,18 +74,29 @@ class Network:
 
     Attributes
     ----------
-    layers : list of Dense
-        Their ``W`` and ``b`` are views into one flat parameter vector.
+    layers : list of Dense and Dropout
+        The Dense layers' ``W`` and ``b`` are views into one flat parameter vector.
     """
 
     def __init__(self, layers, loss="cross_entropy", dtype="float32", seed=0,
                  backend="numba", threads=None):
-        layers = list(layers) if not isinstance(layers, Dense) else [layers]
+        all_layers = list(layers) if not isinstance(layers, Dense) else [layers]
+        rates = []
+        for i, layer in enumerate(all_layers):
+            if isinstance(layer, Dropout):
+                if i == 0 or not isinstance(all_layers[i - 1], Dense):
+                    raise ValueError(f"Dropout (layer {i}) must follow a Dense layer")
+                if i == len(all_layers) - 1:
+                    raise ValueError("Dropout cannot be the last layer: the output layer "
+                                     "must be Dense")
+                rates[-1] = layer.rate
+            elif isinstance(layer, Dense):
+                rates.append(0.0)
+            else:
+                raise TypeError(f"layer {i} is {type(layer).__name__}, expected Dense or Dropout")
+        layers = [layer for layer in all_layers if isinstance(layer, Dense)]
         if not layers:
-            raise ValueError("a Network needs at least one layer")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layer {i} is {type(layer).__name__}, expected Dense")
+            raise ValueError("a Network needs at least one Dense layer")
         for i in range(1, len(layers)):
             if layers[i].n_in != layers[i - 1].n_out:
                 raise ValueError(f"layer {i} has n_in={layers[i].n_in} but layer {i - 1} "
@@ -111,22 +126,25 @@ class Network:
         self.seed = int(seed)
         self.backend = get_backend(backend)
         self.threads = check_threads(threads)
-        self.layers = layers
+        self.layers = all_layers
+        self._dense = layers
         self.optimizer = None
         self.stop_training = False
+        self.history = None
 
         applied = [l.activation for l in layers[:-1]]
         applied.append("identity" if self.loss.output_activation else out_act)
         self._spec = NetSpec(
             sizes=np.array([layers[0].n_in] + [l.n_out for l in layers], np.int64),
             codes=np.array([ACTIVATIONS[a].code for a in applied], np.int64),
+            rates=np.array(rates if any(rates) else [], np.float64), seed=self.seed,
             kernel_activations=tuple(applied), loss=self.loss, dtype=self.dtype)
         init_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seq)
         self._theta = np.empty(self.n_params, self.dtype)
         self._bind_views()
         rng = np.random.default_rng(init_seq)
-        for layer in layers:
+        for layer in self._dense:
             if layer.activation in HE_INIT:
                 W = rng.standard_normal((layer.n_in, layer.n_out)) * math.sqrt(2.0 / layer.n_in)
             else:
@@ -138,22 +156,27 @@ class Network:
     # ---- structure -------------------------------------------------------
 
     @property
+    def dense_layers(self):
+        """The Dense layers, in order (``layers`` without the Dropouts)."""
+        return list(self._dense)
+
+    @property
     def n_features(self):
-        return self.layers[0].n_in
+        return self._dense[0].n_in
 
     @property
     def n_outputs(self):
-        return self.layers[-1].n_out
+        return self._dense[-1].n_out
 
     @property
     def n_params(self):
-        return int(sum(l.n_in * l.n_out + l.n_out for l in self.layers))
+        return int(sum(l.n_in * l.n_out + l.n_out for l in self._dense))
 
     def _bind_views(self):
         """Point every layer's W and b at its slice of ``_theta``."""
         offset = 0
         self._views = []
-        for layer in self.layers:
+        for layer in self._dense:
             layer.W = self._theta[offset:offset + layer.n_in * layer.n_out].reshape(
                 layer.n_in, layer.n_out)
             offset += layer.n_in * layer.n_out
@@ -163,7 +186,7 @@ class Network:
 
     def _sync_params(self):
         """Take in W/b arrays a user assigned since, checking shapes; return theta."""
-        for i, (layer, (W, b)) in enumerate(zip(self.layers, self._views)):
+        for i, (layer, (W, b)) in enumerate(zip(self._dense, self._views)):
             for name, new, view, shape in (("W", layer.W, W, (layer.n_in, layer.n_out)),
                                            ("b", layer.b, b, (layer.n_out,))):
                 if new is view:
@@ -325,8 +348,15 @@ class Network:
             result["accuracy"] = float(np.mean((out > 0) == (targets > 0.5)))
         return result
 
-    def loss_and_gradients(self, X, y):
+    def loss_and_gradients(self, X, y, dropout_step=None):
         """The loss of ``(X, y)`` as one batch and the gradients the trainer uses.
+
+        Parameters
+        ----------
+        X, y : as for :meth:`fit`
+        dropout_step : int, optional
+            Apply the Dropout layers with the masks of this optimizer step
+            (a fixed mask, for gradient checks); by default no dropout.
 
         Returns
         -------
@@ -337,11 +367,16 @@ class Network:
         X = self._check_X(X)
         labels, targets, code = self._check_y(y, X.shape[0])
         theta = self._sync_params()
+        spec = self._spec
+        if dropout_step is None:
+            spec = spec._replace(rates=np.zeros(0))
+        else:
+            dropout_step = _check_int("dropout_step", dropout_step, minimum=0)
         with blas_threads(self.threads):
-            loss, grad = self.backend.loss_and_gradients(self._spec, theta, X, labels,
-                                                         targets, code)
+            loss, grad = self.backend.loss_and_gradients(spec, theta, X, labels, targets, code,
+                                                         dropout_step or 0)
         grads, offset = [], 0
-        for layer in self.layers:
+        for layer in self._dense:
             dW = grad[offset:offset + layer.n_in * layer.n_out].reshape(layer.n_in, layer.n_out)
             offset += layer.n_in * layer.n_out
             grads.append((dW, grad[offset:offset + layer.n_out]))
@@ -351,7 +386,8 @@ class Network:
     # ---- training --------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, shuffle=True, verbose=1,
-            validation_data=None, validation_split=0.0, callbacks=()):
+            validation_data=None, validation_split=0.0, callbacks=(), on_nonfinite="raise",
+            checkpoint=None, checkpoint_every=1, resume=None):
         """Train with mini-batches; each epoch is ceil(n / batch_size) steps.
 
         Parameters
@@ -382,6 +418,22 @@ class Network:
             optionally, ``on_train_begin(network)`` / ``on_train_end(network)``.
             Setting ``network.stop_training = True`` ends training after the
             current epoch.
+        on_nonfinite : {"raise", "stop"}
+            What a non-finite loss, activation or weight does: the network is
+            rolled back to the last finite weights (those before the failing
+            step) and ``FloatingPointError`` is raised ("raise", the error has a
+            ``history``), or training stops with a ``RuntimeWarning`` ("stop").
+            Either way ``history.nonfinite`` records ``{"epoch", "step"}``
+            (0-based).
+        checkpoint : str or path, optional
+            Save weights, optimizer state, RNG state, callback states and
+            history here (atomically) every ``checkpoint_every`` epochs and at
+            the end.
+        checkpoint_every : int
+        resume : str or path, optional
+            Continue from a checkpoint written by ``checkpoint=``: ``epochs``
+            is the total, so a resumed run ends exactly where an uninterrupted
+            one would, with bit-identical weights (same seed and threads).
 
         Returns
         -------
@@ -416,51 +468,53 @@ class Network:
             val = (Xv, *self._check_y(validation_data[1], Xv.shape[0]))
         else:
             val = None
+        if on_nonfinite not in ("raise", "stop"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
+        checkpoint_every = _check_int("checkpoint_every", checkpoint_every, minimum=1)
         self.optimizer = optimizer
         theta = self._sync_params()
         optimizer.init_state(theta.size, self.dtype)
-        steps = -(-n // batch_size)
-        step_losses = np.empty(steps, np.float64)
-        step_correct = np.zeros(steps, np.int64)
-        weights = np.full(steps, batch_size, np.float64)
-        weights[-1] = n - (steps - 1) * batch_size
+        callbacks = list(callbacks)
         history = History()
+        first_epoch = 0
+        if resume is not None:
+            from .checkpoint import restore_checkpoint
+
+            first_epoch = restore_checkpoint(resume, self, optimizer, callbacks, history,
+                                             batch_size=batch_size, n_samples=n)
+        steps = -(-n // batch_size)
+        run = _EpochRunner(self, X, labels, targets, code, batch_size, steps, optimizer)
         progress = Progress(verbose, epochs)
         self.stop_training = False
-        callbacks = list(callbacks)
+        self.history = history
         for callback in callbacks:
             if hasattr(callback, "on_train_begin"):
                 callback.on_train_begin(self)
         with blas_threads(self.threads):
-            for epoch in range(epochs):
+            for epoch in range(first_epoch, epochs):
                 start = time.perf_counter()
                 perm = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
                 progress.start_epoch(epoch, steps)
-                done = 0
-                per_call = 1 if progress.wants_updates else steps
-                while done < steps:
-                    stop = min(steps, done + per_call)
-                    completed = self.backend.train_steps(
-                        self._spec, theta, X, labels, targets, code, perm, batch_size,
-                        done, stop, optimizer, step_losses[done:], step_correct[done:])
-                    optimizer.state["t"] += completed
-                    if completed < stop - done:
-                        raise FloatingPointError(
-                            f"training diverged: non-finite loss or activations at epoch "
-                            f"{epoch + 1}, step {done + completed + 1}")
-                    elapsed = time.perf_counter() - start
-                    seen = float(weights[:stop].sum())
-                    progress.update(stop, float(step_losses[:stop] @ weights[:stop] / seen),
-                                    seen / max(elapsed, 1e-9))
-                    # About ten bar updates a second, whatever a step costs.
-                    per_call = max(1, int(0.1 * stop / max(elapsed, 1e-9)))
-                    done = stop
+                failed_step = run.epoch(perm, progress, start)
+                if failed_step is not None:
+                    progress.close()
+                    history.nonfinite = {"epoch": epoch, "step": failed_step}
+                    message = (f"training diverged: non-finite loss, activations or weights at "
+                               f"epoch {epoch + 1}, step {failed_step + 1}; the network keeps "
+                               f"the last finite weights (from before that step)")
+                    big = float(np.abs(X).max())
+                    if big > 1e15:
+                        message += f"; note max |X| = {big:.3g}, too large: scale the inputs"
+                    if on_nonfinite == "raise":
+                        error = FloatingPointError(message)
+                        error.history = history
+                        raise error
+                    warnings.warn(message, RuntimeWarning, stacklevel=2)
+                    break
                 seconds = time.perf_counter() - start
-                logs = {"epoch": epoch, "loss": float(step_losses @ weights / n)}
+                logs = {"epoch": epoch, "loss": run.mean_loss()}
                 if self.loss.classification:
-                    # Running accuracy over the epoch's batches, before each update.
-                    per_sample = self.n_outputs if self.loss.name == "binary_cross_entropy" else 1
-                    logs["accuracy"] = float(step_correct.sum() / (n * per_sample))
+                    logs["accuracy"] = run.accuracy()
                 if val is not None:
                     logs.update(_prefixed("val_", self._metrics_on(*val)))
                 logs["lr"] = optimizer.lr
@@ -470,6 +524,12 @@ class Network:
                 progress.end_epoch(logs)
                 for callback in callbacks:
                     callback.on_epoch_end(self, logs)
+                if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0
+                                               or epoch + 1 == epochs or self.stop_training):
+                    from .checkpoint import save_checkpoint
+
+                    save_checkpoint(checkpoint, self, optimizer, callbacks, history,
+                                    epoch=epoch + 1, batch_size=batch_size, n_samples=n)
                 if self.stop_training:
                     break
         progress.close()
@@ -486,6 +546,81 @@ class Network:
         layers = ", ".join(map(repr, self.layers))
         return (f"Network([{layers}], loss={self.loss.name!r}, dtype={self.dtype.name!r}, "
                 f"backend={self.backend.name!r})")
+
+
+class _EpochRunner:
+    """Runs one epoch's steps through the backend, with progress and rollback.
+
+    The backend runs many steps per call. Before each call the parameters and
+    optimizer state are copied; if the call stops on a non-finite forward
+    pass or leaves non-finite weights, the copy is restored and the steps are
+    replayed one at a time (the kernels are deterministic) to find the failing
+    step, whose update is then undone: the network ends on the last finite
+    weights.
+    """
+
+    def __init__(self, net, X, labels, targets, code, batch_size, steps, optimizer):
+        self.net, self.X, self.labels, self.targets, self.code = net, X, labels, targets, code
+        self.batch_size, self.steps, self.optimizer = batch_size, steps, optimizer
+        self.theta = net._theta
+        self.step_losses = np.empty(steps, np.float64)
+        self.step_correct = np.zeros(steps, np.int64)
+        self.weights = np.full(steps, batch_size, np.float64)
+        self.weights[-1] = X.shape[0] - (steps - 1) * batch_size
+
+    def _call(self, perm, begin, end):
+        completed = self.net.backend.train_steps(
+            self.net._spec, self.theta, self.X, self.labels, self.targets, self.code, perm,
+            self.batch_size, begin, end, self.optimizer, self.step_losses[begin:],
+            self.step_correct[begin:])
+        self.optimizer.state["t"] += completed
+        return completed
+
+    def _snapshot(self):
+        state = self.optimizer.state
+        return self.theta.copy(), state["s1"].copy(), state["s2"].copy(), state["t"]
+
+    def _restore(self, snap):
+        state = self.optimizer.state
+        self.theta[...], state["s1"][...], state["s2"][...] = snap[:3]
+        state["t"] = snap[3]
+
+    def _finite(self):
+        state = self.optimizer.state
+        return (_kt.all_finite(self.theta) and _kt.all_finite(state["s1"])
+                and _kt.all_finite(state["s2"]))
+
+    def epoch(self, perm, progress, start):
+        """Run every step; return None, or the index of the step that failed."""
+        done = 0
+        per_call = 1 if progress.wants_updates else self.steps
+        while done < self.steps:
+            stop = min(self.steps, done + per_call)
+            snap = self._snapshot()
+            if self._call(perm, done, stop) < stop - done or not self._finite():
+                self._restore(snap)
+                for step in range(done, stop):
+                    snap = self._snapshot()
+                    if self._call(perm, step, step + 1) < 1 or not self._finite():
+                        self._restore(snap)
+                        return step
+            elapsed = time.perf_counter() - start
+            seen = float(self.weights[:stop].sum())
+            progress.update(stop, float(self.step_losses[:stop] @ self.weights[:stop] / seen),
+                            seen / max(elapsed, 1e-9))
+            # About ten bar updates a second, whatever a step costs.
+            per_call = max(1, int(0.1 * stop / max(elapsed, 1e-9)))
+            done = stop
+        return None
+
+    def mean_loss(self):
+        return float(self.step_losses @ self.weights / self.weights.sum())
+
+    def accuracy(self):
+        """Running accuracy over the epoch's batches, each before its update."""
+        net = self.net
+        per_sample = net.n_outputs if net.loss.name == "binary_cross_entropy" else 1
+        return float(self.step_correct.sum() / (self.weights.sum() * per_sample))
 
 
 # ---- helpers ---------------------------------------------------------------

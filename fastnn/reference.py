@@ -116,26 +116,76 @@ def forward(x, Ws, bs, activations):
     return Hs
 
 
-def backward(x, Ws, activations, Hs, delta):
-    """Gradients ``[(dW_l, db_l)]`` from the output delta ``Delta_L``."""
+def dropout_scale(shape, rate, seed, step, layer):
+    """The inverted-dropout mask of the kernels: 0 or ``1 / (1 - rate)`` per unit.
+
+    Unit ``(i, j)`` is kept when ``uniform(seed, step, layer, i * width + j)
+    >= rate``, with the same splitmix64 hash as ``fastnn.kernels.dropout``.
+    """
+    def mix(z):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    index = np.arange(shape[0] * shape[1], dtype=np.uint64).reshape(shape)
+    with np.errstate(over="ignore"):
+        z = mix(np.uint64(seed) * golden + np.uint64(step))
+        z = mix(z + np.uint64(layer) * golden + index)
+    u = (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return np.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
+
+
+def forward_train(x, Ws, bs, activations, rates, seed, step):
+    """``forward`` with dropout after layer ``l`` when ``rates[l] > 0``.
+
+    Returns the outputs ``H_l`` (after dropout) and per layer ``(mask, rate)``
+    (None where no dropout), for ``backward``.
+    """
+    Hs, masks = [], []
+    h = x
+    for l, (W, b, act) in enumerate(zip(Ws, bs, activations)):
+        h = FORWARD[act](h @ W + b)
+        mask = None
+        if l < len(rates) and rates[l] > 0:
+            mask = (dropout_scale(h.shape, rates[l], seed, step, l).astype(h.dtype), rates[l])
+            h = h * mask[0]
+        Hs.append(h)
+        masks.append(mask)
+    return Hs, masks
+
+
+def backward(x, Ws, activations, Hs, delta, masks=None):
+    """Gradients ``[(dW_l, db_l)]`` from the output delta ``Delta_L``.
+
+    With dropout masks, ``Hs`` are the outputs after dropout: a kept unit's
+    activation output is ``h * (1 - rate)`` and the delta is scaled by the mask.
+    """
     grads = []
     for l in range(len(Ws) - 1, -1, -1):
         h_prev = x if l == 0 else Hs[l - 1]
         grads.append((h_prev.T @ delta, delta.sum(axis=0)))
         if l > 0:
-            delta = (delta @ Ws[l].T) * DERIVATIVE[activations[l - 1]](Hs[l - 1])
+            dropout = None if masks is None else masks[l - 1]
+            if dropout is None:
+                delta = (delta @ Ws[l].T) * DERIVATIVE[activations[l - 1]](h_prev)
+            else:
+                mask, rate = dropout
+                h_kept = h_prev * h_prev.dtype.type(1 - rate)     # phi(u) of the kept units
+                delta = (delta @ Ws[l].T) * mask * DERIVATIVE[activations[l - 1]](h_kept)
     return grads[::-1]
 
 
-def loss_and_gradients(x, y, Ws, bs, activations, loss):
+def loss_and_gradients(x, y, Ws, bs, activations, loss, rates=(), seed=0, step=0):
     """Loss of the batch and ``[(dW_l, db_l)]`` for every layer.
 
     ``activations`` name each layer's activation as the kernels apply it:
     the output layer of a fused loss is ``"identity"`` (it emits logits).
+    Dropout ``rates`` (per layer) use the masks of ``(seed, step)``.
     """
-    Hs = forward(x, Ws, bs, activations)
+    Hs, masks = forward_train(x, Ws, bs, activations, rates, seed, step)
     value, delta = loss_and_delta(loss, Hs[-1], y, activations[-1])
-    return value, backward(x, Ws, activations, Hs, delta)
+    return value, backward(x, Ws, activations, Hs, delta, masks)
 
 
 # ---- optimizers (PyTorch's torch.optim formulas) ----

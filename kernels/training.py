@@ -17,7 +17,9 @@ import numpy as np
 from numba import njit
 
 from ._config import JIT
+from .blas import gemm
 from .dense import dense_backward_delta, dense_forward, dense_gradients, dense_sgd_step
+from .dropout import dropout_backward, dropout_forward
 from .losses import CE_LABELS, count_correct, output_delta
 from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
 
@@ -50,7 +52,7 @@ def layer_rows(buf, sizes, cap, l, r):
 
 @njit(**JIT)
 def forward_pass(x, theta, sizes, codes, hbuf, cap):
-    """Forward the rows of ``x`` through every layer into ``hbuf``.
+    """Forward the rows of ``x`` through every layer into ``hbuf`` (no dropout).
 
     Parameters
     ----------
@@ -68,6 +70,16 @@ def forward_pass(x, theta, sizes, codes, hbuf, cap):
     bool
         Whether every pre-activation was finite.
     """
+    return forward_train(x, theta, sizes, codes, hbuf, cap, np.zeros(0), 0, 0)
+
+
+@njit(**JIT)
+def forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, step):
+    """``forward_pass`` with inverted dropout after the layers whose ``rates[l] > 0``.
+
+    ``rates`` has one entry per layer (or is empty: no dropout); the masks
+    are those of optimizer step ``step`` (see ``kernels.dropout``).
+    """
     r = x.shape[0]
     ok = True
     for l in range(sizes.shape[0] - 1):
@@ -77,36 +89,45 @@ def forward_pass(x, theta, sizes, codes, hbuf, cap):
             ok &= dense_forward(x, W, b, codes[l], h)
         else:
             ok &= dense_forward(layer_rows(hbuf, sizes, cap, l - 1, r), W, b, codes[l], h)
+        if l < rates.shape[0] and rates[l] > 0:
+            dropout_forward(h, rates[l], seed, step, l)
     return ok
 
 
 @njit(**JIT)
-def _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l):
+def _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, step):
     """Delta of layer ``l - 1`` from that of layer ``l`` (before W_l changes)."""
     r = x.shape[0]
     W, _ = layer_params(theta, sizes, l)
-    dense_backward_delta(layer_rows(dbuf, sizes, cap, l, r), W,
-                         layer_rows(hbuf, sizes, cap, l - 1, r), codes[l - 1],
-                         layer_rows(dbuf, sizes, cap, l - 1, r))
+    delta = layer_rows(dbuf, sizes, cap, l, r)
+    h_prev = layer_rows(hbuf, sizes, cap, l - 1, r)
+    delta_prev = layer_rows(dbuf, sizes, cap, l - 1, r)
+    if l - 1 < rates.shape[0] and rates[l - 1] > 0:
+        gemm(False, True, 1.0, delta, W, 0.0, delta_prev)
+        dropout_backward(delta_prev, h_prev, codes[l - 1], rates[l - 1], seed, step, l - 1)
+    else:
+        dense_backward_delta(delta, W, h_prev, codes[l - 1], delta_prev)
 
 
 @njit(**JIT)
-def loss_and_gradients(x, y, t, theta, sizes, codes, loss_code, hbuf, dbuf, cap, grad):
+def loss_and_gradients(x, y, t, theta, sizes, codes, loss_code, hbuf, dbuf, cap, grad,
+                       rates, seed, step):
     """Loss of the batch ``x`` and the gradient of every parameter.
 
     ``y`` holds integer labels (``CE_LABELS``), ``t`` float targets (the
     other losses); the unused one may be empty. ``grad`` (shaped like
-    ``theta``) receives ``dW_l = H_{l-1}^T Delta_l`` and ``db_l``. Returns the
+    ``theta``) receives ``dW_l = H_{l-1}^T Delta_l`` and ``db_l``. Dropout
+    (``rates``, empty for none) uses the masks of step ``step``. Returns the
     loss, or NaN when the forward pass was not finite.
     """
     r = x.shape[0]
     L = sizes.shape[0] - 1
-    ok = forward_pass(x, theta, sizes, codes, hbuf, cap)
+    ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, step)
     loss = output_delta(loss_code, layer_rows(hbuf, sizes, cap, L - 1, r), y, t,
                         codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, r))
     for l in range(L - 1, -1, -1):
         if l > 0:
-            _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l)
+            _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, step)
         dW, db = layer_params(grad, sizes, l)
         d = layer_rows(dbuf, sizes, cap, l, r)
         if l == 0:
@@ -118,8 +139,8 @@ def loss_and_gradients(x, y, t, theta, sizes, codes, loss_code, hbuf, dbuf, cap,
 
 @njit(**JIT)
 def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
-                theta, sizes, codes, loss_code, opt_code, hyper, t0, s1, s2, grad,
-                hbuf, dbuf, xb, yb, tb, step_losses, step_correct):
+                theta, sizes, codes, rates, seed, loss_code, opt_code, hyper, t0, s1, s2,
+                grad, hbuf, dbuf, xb, yb, tb, step_losses, step_correct):
     """Run mini-batch steps ``step_begin .. step_end - 1`` of one epoch.
 
     Step ``s`` trains on rows ``perm[s*batch_size : (s+1)*batch_size]`` of
@@ -137,6 +158,9 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
     theta : ndarray of shape (n_params,)
         Parameters, updated in place.
     sizes, codes, loss_code : the network (see ``forward_pass``).
+    rates : ndarray of shape (n_layers,) or (0,), float64
+        Dropout rate after each layer; masks keyed by ``seed`` and the
+        optimizer step (see ``kernels.dropout``).
     opt_code : int
         Optimizer code; ``hyper`` its float64 hyperparameters.
     t0 : int
@@ -174,7 +198,8 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
             else:
                 tb[i, :] = T[src, :]
         x = xb[:r]
-        ok = forward_pass(x, theta, sizes, codes, hbuf, cap)
+        t = t0 + s - step_begin + 1
+        ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, t)
         out = layer_rows(hbuf, sizes, cap, L - 1, r)
         step_correct[s - step_begin] = count_correct(loss_code, out, yb[:r], tb[:r])
         loss = output_delta(loss_code, out, yb[:r], tb[:r], codes[L - 1],
@@ -184,7 +209,7 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
             return s - step_begin
         for l in range(L - 1, -1, -1):
             if l > 0:
-                _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l)
+                _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, t)
             d = layer_rows(dbuf, sizes, cap, l, r)
             if fused_sgd:
                 W, b = layer_params(theta, sizes, l)
@@ -199,7 +224,7 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
                 else:
                     dense_gradients(layer_rows(hbuf, sizes, cap, l - 1, r), d, dW, db)
         if not fused_sgd:
-            optimizer_update(opt_code, theta, grad, s1, s2, t0 + s - step_begin + 1, hyper)
+            optimizer_update(opt_code, theta, grad, s1, s2, t, hyper)
     return step_end - step_begin
 
 
