@@ -4,7 +4,8 @@
 >>> net = fastnn.Network([fastnn.Dense(64, 32, activation="relu"), fastnn.Dense(32, 10)])
 """
 
-from . import datasets
+from . import callbacks, datasets
+from .callbacks import EarlyStopping
 from .layers import Dense, Dropout
 from .network import History, Network
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
@@ -13,4 +14,4 @@ from .warmup import warmup
 __version__ = "0.1.0"
 
 __all__ = ["Dense", "Dropout", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
-           "datasets", "warmup", "__version__"]
+           "callbacks", "datasets", "EarlyStopping", "warmup", "__version__"]

@@ -476,6 +476,9 @@ class Network:
         optimizer.init_state(theta.size, self.dtype)
         callbacks = list(callbacks)
         history = History()
+        for callback in callbacks:
+            if hasattr(callback, "on_train_begin"):
+                callback.on_train_begin(self)
         first_epoch = 0
         if resume is not None:
             from .checkpoint import restore_checkpoint
@@ -487,9 +490,6 @@ class Network:
         progress = Progress(verbose, epochs)
         self.stop_training = False
         self.history = history
-        for callback in callbacks:
-            if hasattr(callback, "on_train_begin"):
-                callback.on_train_begin(self)
         with blas_threads(self.threads):
             for epoch in range(first_epoch, epochs):
                 start = time.perf_counter()

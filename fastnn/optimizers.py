@@ -18,7 +18,7 @@ class Optimizer:
     code = -1
 
     def __init__(self, lr):
-        _check_positive("lr", lr)
+        _check_positive("lr", lr, allow_zero=True)  # schedules may anneal to 0
         self.lr = float(lr)
         self.state = None
 
