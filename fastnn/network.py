@@ -274,15 +274,19 @@ class Network:
 
     # ---- inference -------------------------------------------------------
 
-    def _output(self, X):
-        """Last layer output (logits for the fused losses) for checked ``X``."""
+    def _output(self, X, original=None):
+        """Last layer output (logits for the fused losses) for checked ``X``.
+
+        ``original`` is the caller's array before conversion, for the error
+        message when a value does not fit the network's dtype.
+        """
         theta = self._sync_params()
         with blas_threads(self.threads):
             out, ok = self.backend.predict_raw(self._spec, theta, X)
         if not ok:
             if not np.isfinite(theta).all():
                 raise FloatingPointError("the network's parameters are not finite (NaN or inf)")
-            _check_finite(X, X, "X")
+            _check_finite(X, X if original is None else np.asarray(original), "X")
             raise FloatingPointError("the forward pass overflowed: X values are too large for "
                                      f"{self.dtype.name} (max |X| = {np.abs(X).max():.3g})")
         return out
@@ -298,7 +302,7 @@ class Network:
         -------
         ndarray of shape (n_samples, n_outputs)
         """
-        out = self._output(self._check_X(X, check_finite=False))
+        out = self._output(self._check_X(X, check_finite=False), X)
         if self.loss.output_activation == "softmax":
             return _softmax(out)
         if self.loss.output_activation == "sigmoid":
@@ -317,7 +321,7 @@ class Network:
         ndarray of shape (n_samples,) int64, (n_samples, n_outputs) int64, or
         (n_samples, n_outputs) float.
         """
-        out = self._output(self._check_X(X, check_finite=False))
+        out = self._output(self._check_X(X, check_finite=False), X)
         if self.loss.output_activation == "softmax":
             return out.argmax(axis=1)
         if self.loss.output_activation == "sigmoid":
