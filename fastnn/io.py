@@ -27,6 +27,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .layers import Dense, Dropout
+from .network import Network
+from .optimizers import OPTIMIZERS, get_optimizer
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "layer_configs", "load",
            "read_header", "save"]
@@ -95,16 +97,16 @@ def save(net, path, include_optimizer=False):
 
     Raises
     ------
+    TypeError
+        ``net`` is not a Network, or holds a layer type that cannot be saved.
     ValueError
         ``include_optimizer`` is true but the network has no optimizer, or an
         optimizer that cannot be rebuilt by name.
     """
-    from .network import Network
-    from .optimizers import OPTIMIZERS
+    from . import __version__  # not at the top: fastnn/__init__ imports this module first
 
     if not isinstance(net, Network):
         raise TypeError(f"save expects a fastnn.Network, got {type(net).__name__}")
-    from . import __version__
 
     params = np.ascontiguousarray(net.get_params())
     header = {
@@ -240,8 +242,8 @@ def read_header(path):
 
     Keys: ``format``, ``format_version``, ``fastnn_version``, ``layers`` (as
     :func:`layer_configs` gives them), ``loss``, ``dtype``, ``seed``,
-    ``n_params``, ``params_sha256`` and ``optimizer`` (None or ``{"name",
-    "config", "t"}``).
+    ``n_params``, ``params_sha256``, ``optimizer`` (None or ``{"name",
+    "config", "t"}``) and, when the optimizer was saved, ``shuffle_rng``.
     """
     return _read(path, "numpy", None)[0]
 
@@ -385,9 +387,6 @@ def _check_array(name, arrays, key, header):
 
 
 def _build(name, header, params, arrays, backend, threads):
-    from .network import Network
-    from .optimizers import get_optimizer
-
     try:
         layers = [next(t.from_config for t in _LAYER_TYPES.values()
                        if _matches(entry, t.fields))(entry) for entry in header["layers"]]
