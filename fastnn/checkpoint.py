@@ -12,21 +12,15 @@ import os
 
 import numpy as np
 
-from .io import ModelFileError, _read_arrays, _sha256, _write_atomic
+from .io import ModelFileError, _read_arrays, _sha256, _write_atomic, layer_configs
 
 FORMAT_NAME = "fastnn-checkpoint"
 FORMAT_VERSION = 1
 
 
 def _architecture(net):
-    layers = []
-    for layer in net.layers:
-        if hasattr(layer, "rate"):
-            layers.append({"dropout": layer.rate})
-        else:
-            layers.append({"n_in": layer.n_in, "n_out": layer.n_out,
-                           "activation": layer.activation})
-    return {"layers": layers, "loss": net.loss.name, "dtype": net.dtype.name, "seed": net.seed}
+    return {"layers": layer_configs(net), "loss": net.loss.name, "dtype": net.dtype.name,
+            "seed": net.seed}
 
 
 def save_checkpoint(path, net, optimizer, callbacks, history, *, epoch, batch_size, n_samples):
