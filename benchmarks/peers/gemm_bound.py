@@ -1,0 +1,92 @@
+"""The GEMM bound: only the matrix products one training epoch needs.
+
+Per step and layer: forward ``H_{l-1} W_l``, weight gradient
+``H_{l-1}^T delta_l``, and ``delta_l W_l^T`` (not for the first layer), on
+preallocated float32 buffers with the real batch shapes, the partial last
+batch included. No activation, loss, bias or update: a floor under any
+trainer that calls this BLAS.
+"""
+
+import statistics
+import time
+
+import numpy as np
+
+from .common import epoch_flops, steps_per_epoch
+
+
+def _buffers(config, n):
+    rng = np.random.default_rng(0)
+    b = min(config.batch_size, n)
+    sizes = config.sizes
+    H = [rng.random((b, m), dtype=np.float32) for m in sizes]           # H[0] is the input batch
+    D = [rng.random((b, m), dtype=np.float32) - 0.5 for m in sizes[1:]]
+    W = [rng.random((a, c), dtype=np.float32) - 0.5 for a, c in zip(sizes[:-1], sizes[1:])]
+    dW = [np.empty_like(w) for w in W]
+    return b, H, D, W, dW
+
+
+def _limit(threads):
+    import scipy.linalg.cython_blas  # noqa: F401  SciPy's OpenBLAS, the one numba calls
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads, user_api="blas")
+
+
+def _measure(epoch, repeats, config, n):
+    epoch()                                   # compile / first touch
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    flops = epoch_flops(config.sizes, n)
+    return dict(steady_epoch=seconds, times=times, steps=steps_per_epoch(n, config.batch_size),
+                gflop_per_epoch=flops / 1e9, gflops=flops / seconds / 1e9)
+
+
+def run_scipy(config, data, opts):
+    """Through ``fastnn.kernels.blas.gemm`` from an ``@njit`` loop (SciPy's OpenBLAS)."""
+    from numba import njit
+    from numba.typed import List
+
+    from fastnn.kernels.blas import gemm
+
+    @njit
+    def epoch_products(H, D, W, dW, n, b):
+        L = len(W)
+        for start in range(0, n, b):
+            r = min(b, n - start)
+            for l in range(L):
+                gemm(False, False, 1.0, H[l][:r], W[l], 0.0, H[l + 1][:r])
+            for l in range(L - 1, -1, -1):
+                gemm(True, False, 1.0, H[l][:r], D[l][:r], 0.0, dW[l])
+                if l > 0:
+                    gemm(False, True, 1.0, D[l][:r], W[l], 0.0, D[l - 1][:r])
+
+    n = data["X_train"].shape[0]
+    b, H, D, W, dW = _buffers(config, n)
+    H, D, W, dW = List(H), List(D), List(W), List(dW)
+    with _limit(opts.threads):
+        return _measure(lambda: epoch_products(H, D, W, dW, n, b), opts.repeats, config, n)
+
+
+def run_numpy(config, data, opts):
+    """The same products with ``np.matmul(..., out=...)`` (numpy's own OpenBLAS)."""
+    n = data["X_train"].shape[0]
+    b, H, D, W, dW = _buffers(config, n)
+    L = len(W)
+
+    def epoch_products():
+        for start in range(0, n, b):
+            r = min(b, n - start)
+            for l in range(L):
+                np.matmul(H[l][:r], W[l], out=H[l + 1][:r])
+            for l in range(L - 1, -1, -1):
+                np.matmul(H[l][:r].T, D[l][:r], out=dW[l])
+                if l > 0:
+                    np.matmul(D[l][:r], W[l].T, out=D[l - 1][:r])
+
+    with _limit(opts.threads):
+        return _measure(epoch_products, opts.repeats, config, n)
