@@ -1,0 +1,804 @@
+"""scikit-learn estimators trained by fastnn: ``MLPClassifier`` and ``MLPRegressor``.
+
+Drop-in replacements for :mod:`sklearn.neural_network`'s estimators of the same
+names (solvers ``"sgd"`` and ``"adam"``): the same parameters with the same
+defaults and meaning, the same fitted attributes, the same stopping rule and
+the same random stream, so that with ``dtype="float64"`` and ``alpha=0`` a
+fit follows scikit-learn's to rounding. Each epoch is one call of
+:meth:`fastnn.Network.fit`; the network keeps the optimizer and its state
+between calls.
+
+This module imports scikit-learn; ``import fastnn`` does not import it::
+
+    from fastnn.sklearn import MLPClassifier
+    clf = MLPClassifier(hidden_layer_sizes=(64,), random_state=0).fit(X, y)
+
+Differences from scikit-learn
+-----------------------------
+* ``solver="lbfgs"``, ``sample_weight``, sparse ``X``, ``max_fun`` and the
+  regressor's ``loss="poisson"`` are not supported.
+* L2 penalty. scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's
+  loss, so each weight gradient gains ``alpha W / n_batch``; biases are not
+  penalized. fastnn's optimizers take one ``weight_decay`` for every
+  parameter, set here to ``alpha / batch_size``. So (1) biases are decayed
+  too, by that same factor, and (2) a last, smaller batch of an epoch is
+  decayed as if it were full. Otherwise the updates are scikit-learn's
+  exactly. ``loss_`` adds the penalty at the mean of the squared weight
+  norms at the start and the end of each epoch (scikit-learn: at each
+  batch's weights).
+* Adam: fastnn adds ``epsilon`` to the bias-corrected ``sqrt(v_hat)``
+  (PyTorch), scikit-learn to the uncorrected ``sqrt(v)``.
+* ``learning_rate="invscaling"``/``"adaptive"`` (sgd) change the learning
+  rate between epochs as scikit-learn does (fastnn's momentum buffer is
+  rescaled so that past steps keep their size, as in scikit-learn).
+* ``dtype`` (default ``"float32"``) sets the precision of training and of
+  ``coefs_``; ``threads`` caps the BLAS threads.
+* Initialization is scikit-learn's (Glorot uniform for weights and biases,
+  drawn from ``random_state`` in the same order), not fastnn's He/Glorot.
+"""
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import shuffle as _shuffle
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted
+
+from .layers import Dense
+from .network import Network
+from .optimizers import SGD, Adam
+
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError:  # scikit-learn < 1.6
+    def validate_data(estimator, X="no_validation", y="no_validation", reset=True, **kwargs):
+        return estimator._validate_data(X, y, reset=reset, **kwargs)
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+# scikit-learn's hidden activation name -> fastnn's.
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# scikit-learn's out_activation_ -> the fastnn loss that applies it.
+OUTPUT_LOSSES = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
+                 "identity": "mse"}
+DTYPES = {"float32": np.float32, "float64": np.float64}
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+def _make_sgd(est, weight_decay):
+    nesterov = est.nesterovs_momentum and est.momentum > 0
+    return SGD(lr=est.learning_rate_init, momentum=est.momentum, nesterov=nesterov,
+               weight_decay=weight_decay)
+
+
+def _make_adam(est, weight_decay):
+    return Adam(lr=est.learning_rate_init, betas=(est.beta_1, est.beta_2), eps=est.epsilon,
+                weight_decay=weight_decay)
+
+
+SOLVERS = {"sgd": _make_sgd, "adam": _make_adam}
+
+
+# ---- parameter validation ----------------------------------------------------
+
+def _interval(low, high, closed):
+    """A check that a real number lies in ``low..high`` (``closed`` as in sklearn)."""
+    left = closed in ("left", "both")
+    right = closed in ("right", "both")
+
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            return False
+        above = low is None or (value >= low if left else value > low)
+        below = high is None or (value <= high if right else value < high)
+        return above and below
+
+    lo = "-inf" if low is None else low
+    hi = "inf" if high is None else high
+    return check, f"a real number in {'[' if left else '('}{lo}, {hi}{']' if right else ')'}"
+
+
+def _integer(low):
+    def check(value):
+        return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                and value >= low)
+    return check, f"an integer >= {low}"
+
+
+def _options(*names):
+    return (lambda value: isinstance(value, str) and value in names), \
+        "one of " + ", ".join(repr(n) for n in names)
+
+
+def _boolean():
+    return (lambda value: isinstance(value, (bool, np.bool_))), "a bool"
+
+
+def _any_of(*rules):
+    return (lambda value: any(check(value) for check, _ in rules)), \
+        " or ".join(text for _, text in rules)
+
+
+def _hidden_sizes():
+    def check(value):
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return value >= 1
+        try:
+            sizes = list(value)
+        except TypeError:
+            return False
+        return all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                   for s in sizes)
+    return check, "a positive integer or a sequence of positive integers"
+
+
+def _threads():
+    return (lambda value: value is None or _integer(1)[0](value)), "None or an integer >= 1"
+
+
+PARAMETER_RULES = {
+    "hidden_layer_sizes": _hidden_sizes(),
+    "activation": _options(*ACTIVATIONS),
+    "solver": _options(*SOLVERS),
+    "alpha": _interval(0, None, "left"),
+    "batch_size": _any_of(_options("auto"), _integer(1)),
+    "learning_rate": _options(*LEARNING_RATES),
+    "learning_rate_init": _interval(0, None, "neither"),
+    "power_t": _interval(0, None, "left"),
+    "max_iter": _integer(1),
+    "shuffle": _boolean(),
+    "tol": _interval(0, None, "left"),
+    "warm_start": _boolean(),
+    # fastnn's momentum must be < 1 (scikit-learn allows 1).
+    "momentum": _interval(0, 1, "left"),
+    "nesterovs_momentum": _boolean(),
+    "early_stopping": _boolean(),
+    "validation_fraction": _interval(0, 1, "left"),
+    "beta_1": _interval(0, 1, "left"),
+    "beta_2": _interval(0, 1, "left"),
+    "epsilon": _interval(0, None, "neither"),
+    "n_iter_no_change": _any_of(_integer(1), ((lambda v: v == np.inf), "np.inf")),
+    "dtype": ((lambda value: _dtype_name(value) in DTYPES), "'float32' or 'float64'"),
+    "threads": _threads(),
+}
+
+
+# ---- the shared estimator ------------------------------------------------------
+
+class _BaseMLP(BaseEstimator):
+    """What the classifier and the regressor share: fit, partial_fit, the network.
+
+    Subclasses define ``_validate_input``, ``_targets``, ``_score``,
+    ``_out_activation`` and ``_loss_scale``.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 dtype="float32", threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+        self.threads = threads
+
+    # ---- checks -------------------------------------------------------------
+
+    def _check_params(self):
+        for name, (check, wanted) in PARAMETER_RULES.items():
+            value = getattr(self, name)
+            if not check(value):
+                hint = ""
+                if name == "solver":
+                    hint = " (fastnn has no 'lbfgs'; use scikit-learn's MLP for it)"
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be "
+                                 f"{wanted}{hint}; got {value!r}.")
+
+    def _hidden_layer_sizes(self):
+        sizes = self.hidden_layer_sizes
+        return [int(sizes)] if isinstance(sizes, numbers.Integral) else [int(s) for s in sizes]
+
+    def _np_dtype(self):
+        return DTYPES[_dtype_name(self.dtype)]
+
+    # ---- the network ----------------------------------------------------------
+
+    def _build_network(self, layer_units):
+        act = ACTIVATIONS[self.activation]
+        layers = [Dense(n_in, n_out, act)
+                  for n_in, n_out in zip(layer_units[:-2], layer_units[1:-1])]
+        layers.append(Dense(layer_units[-2], layer_units[-1], "identity"))
+        return Network(layers, loss=OUTPUT_LOSSES[self.out_activation_],
+                       dtype=self._np_dtype(), seed=0, threads=self.threads)
+
+    def _bind_coefs(self):
+        """Point ``coefs_``/``intercepts_`` at the network's layer arrays (views)."""
+        self.coefs_ = [layer.W for layer in self._net.layers]
+        self.intercepts_ = [layer.b for layer in self._net.layers]
+
+    def _network(self):
+        """The network, first taking in ``coefs_``/``intercepts_`` a user replaced."""
+        net = self._net
+        if any(W is not layer.W or b is not layer.b
+               for W, b, layer in zip(self.coefs_, self.intercepts_, net.layers)):
+            net.set_params(_pack(self.coefs_, self.intercepts_))
+            self._bind_coefs()
+        return net
+
+    def _initialize(self, Y, layer_units):
+        """First fit: attributes, network and scikit-learn's initialization."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._out_activation()
+        self._net = self._build_network(layer_units)
+        # scikit-learn's Glorot-uniform draws, in its order, from its random state.
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        coefs, intercepts = [], []
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coefs.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)))
+            intercepts.append(self._random_state.uniform(-bound, bound, fan_out))
+        self._net.set_params(_pack(coefs, intercepts))
+        self._bind_coefs()
+        self._best_params = self._net.get_params()
+        self._optimizer = None
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    # ---- fitting -------------------------------------------------------------------
+
+    def fit(self, X, y):
+        """Fit the model to ``X`` and ``y`` (one network epoch per iteration).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (classifier; 2-D 0/1 for multi-label) or targets.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, incremental=False)
+
+    def _fit(self, X, y, incremental):
+        self._check_params()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y, y_true = self._validate_input(X, y, incremental, reset=first_pass)
+        layer_units = [X.shape[1], *self._hidden_layer_sizes(), Y.shape[1]]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, layer_units)
+        else:
+            fitted = [l.n_in for l in self._net.layers] + [self._net.n_outputs]
+            if fitted != layer_units:
+                raise ValueError(f"warm_start/partial_fit needs the fitted layer sizes "
+                                 f"{fitted}; got {layer_units}")
+        self._fit_stochastic(X, Y, y_true, incremental)
+        if not np.isfinite(self._net.get_params()).all():
+            raise ValueError("Solver produced non-finite parameter weights. The input data "
+                             "may contain large values and need to be preprocessed.")
+        return self
+
+    def _fit_stochastic(self, X, Y, y_true, incremental):
+        net = self._network()
+        net.threads = self.threads
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        targets = self._targets(Y)
+        if self.early_stopping:
+            # scikit-learn stratifies only single-output classification.
+            stratify = Y if (self._is_classifier and self.n_outputs_ == 1) else None
+            train, val = train_test_split(np.arange(X.shape[0]), random_state=self._random_state,
+                                          test_size=self.validation_fraction,
+                                          stratify=stratify)
+            if val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            X_val, y_val = X[val], y_true[val]
+            X_train, y_train = X[train], targets[train]
+        else:
+            X_train, y_train, X_val, y_val = X, targets, None, None
+
+        n_samples = X_train.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                              "It is going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        weight_decay = self.alpha / batch_size
+        if not incremental or self._optimizer is None:
+            self._optimizer = SOLVERS[self.solver](self, weight_decay)
+        self._optimizer.weight_decay = weight_decay
+        n_batches = -(-n_samples // batch_size)
+
+        sample_idx = np.arange(n_samples)
+        squares_start = self._squared_weights() if self.alpha else 0.0
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    # scikit-learn's own shuffle call, so the sample order matches its.
+                    sample_idx = _shuffle(sample_idx, random_state=self._random_state)
+                    X_epoch, y_epoch = X_train[sample_idx], y_train[sample_idx]
+                else:
+                    X_epoch, y_epoch = X_train, y_train
+                try:
+                    history = net.fit(X_epoch, y_epoch, epochs=1, batch_size=batch_size,
+                                      optimizer=self._optimizer, verbose=0, shuffle=False)
+                except FloatingPointError as exc:
+                    raise ValueError("Solver produced non-finite parameter weights. The "
+                                     "input data may contain large values and need to be "
+                                     "preprocessed.") from exc
+                self.n_iter_ += 1
+                penalty = 0.0
+                if self.alpha:
+                    # scikit-learn adds each batch's alpha/2 ||W||^2 / n_batch at the
+                    # weights of that batch; the trapezoid of the epoch's two ends.
+                    squares_end = self._squared_weights()
+                    penalty = (0.25 * self.alpha * (squares_start + squares_end) * n_batches
+                               / n_samples)
+                    squares_start = squares_end
+                self.loss_ = history.history["loss"][0] / self._loss_scale() + penalty
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                self._update_no_improvement_count(X_val, y_val)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    self._set_lr(float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self.early_stopping:
+                        msg = ("Validation score did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    if self._trigger_stopping(msg):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and "
+                                  "the optimization hasn't converged yet." % self.max_iter,
+                                  ConvergenceWarning)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+
+        if self.early_stopping:
+            net.set_params(self._best_params)
+
+    def _squared_weights(self):
+        return sum(float(np.dot(W.ravel(), W.ravel())) for W in self.coefs_)
+
+    def _trigger_stopping(self, msg):
+        """scikit-learn's optimizers' rule: stop, or (sgd, adaptive) divide lr by 5."""
+        if self.solver != "sgd" or self.learning_rate != "adaptive":
+            if self.verbose:
+                print(msg + " Stopping.")
+            return True
+        if self._optimizer.lr <= 1e-6:
+            if self.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self._set_lr(self._optimizer.lr / 5.0)
+        if self.verbose:
+            print(msg + " Setting learning rate to %f" % self._optimizer.lr)
+        return False
+
+    def _set_lr(self, lr):
+        """Change the sgd learning rate as scikit-learn does.
+
+        scikit-learn's velocity holds past steps (``lr`` times gradients);
+        fastnn's momentum buffer holds gradients and is scaled by the current
+        ``lr``. Rescaling the buffer by ``old / new`` keeps the past steps.
+        """
+        opt = self._optimizer
+        if opt.momentum > 0 and opt.state is not None:
+            opt.state["s1"] *= opt.lr / lr
+        opt.lr = lr
+
+    def _update_no_improvement_count(self, X_val, y_val):
+        if self.early_stopping:
+            score = self._score(X_val, y_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._net.get_params()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    # ---- prediction ---------------------------------------------------------------
+
+    def _forward(self, X, check_input=True):
+        """Output-layer values after the output activation, shape (n_samples, n_outputs)."""
+        if check_input:
+            X = _writeable(validate_data(self, X, reset=False, dtype=self._np_dtype()))
+        return self._network().predict_proba(X)
+
+    def _score_with(self, X, y, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred)
+
+    # ---- pickling --------------------------------------------------------------------
+
+    def __getstate__(self):
+        # The Network is rebuilt from coefs_/intercepts_ on load: pickled as it
+        # is, its layers' W/b would stop being views of its parameter vector.
+        state = dict(super().__getstate__())
+        net = state.pop("_net", None)
+        if net is not None:
+            state["_net_spec"] = ([(l.n_in, l.n_out, l.activation) for l in net.layers],
+                                  net.loss.name, net.dtype.name, net.threads)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        spec = state.pop("_net_spec", None)
+        super().__setstate__(state)
+        if spec is not None:
+            layers, loss, dtype, threads = spec
+            self._net = Network([Dense(*layer) for layer in layers], loss=loss, dtype=dtype,
+                                seed=0, threads=threads)
+            self._net.set_params(_pack(self.coefs_, self.intercepts_))
+            self._bind_coefs()
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier trained by fastnn.
+
+    scikit-learn's :class:`sklearn.neural_network.MLPClassifier` with the
+    ``"sgd"`` and ``"adam"`` solvers; see the module docstring for the few
+    differences. Multiclass ``y`` trains a softmax output with cross-entropy,
+    binary ``y`` one logistic output, and a 2-D 0/1 ``y`` (multi-label) one
+    logistic output per label with binary cross-entropy.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default (100,)
+        Width of each hidden layer.
+    activation : {"identity", "logistic", "tanh", "relu"}, default "relu"
+        Hidden activation.
+    solver : {"adam", "sgd"}, default "adam"
+    alpha : float, default 0.0001
+        L2 penalty ``alpha/2 ||W||^2 / n_batch`` per batch (weight decay
+        ``alpha / batch_size``).
+    batch_size : int or "auto", default "auto"
+        ``min(200, n_samples)`` for "auto".
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        Schedule of the sgd solver's learning rate, updated between epochs.
+    learning_rate_init : float, default 0.001
+    power_t : float, default 0.5
+        Exponent of "invscaling".
+    max_iter : int, default 200
+        Epochs.
+    shuffle : bool, default True
+    random_state : int, RandomState or None
+        Initialization, shuffles and the early-stopping split, drawn as
+        scikit-learn draws them.
+    tol : float, default 1e-4
+    verbose : bool, default False
+    warm_start : bool, default False
+    momentum : float in [0, 1), default 0.9
+    nesterovs_momentum : bool, default True
+    early_stopping : bool, default False
+    validation_fraction : float, default 0.1
+    beta_1, beta_2, epsilon : float
+        Adam's.
+    n_iter_no_change : int or np.inf, default 10
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of training and of the fitted arrays.
+    threads : int or None, default None
+        BLAS threads while fitting and predicting; None keeps the default.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    coefs_ : list of ndarray of shape (n_in, n_out)
+        Views of the network's weights.
+    intercepts_ : list of ndarray of shape (n_out,)
+    loss_ : float
+        Loss (with the L2 penalty) of the last epoch.
+    loss_curve_ : list of float
+    best_loss_ : float or None
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch with ``early_stopping``.
+    best_validation_score_ : float or None
+    n_iter_ : int
+    t_ : int
+        Training samples seen.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when ``X`` had string column names.
+    n_layers_ : int
+    n_outputs_ : int
+    out_activation_ : {"softmax", "logistic"}
+    """
+
+    _is_classifier = True
+
+    def _out_activation(self):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _loss_scale(self):
+        return 1.0
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=self._np_dtype(),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        Y = self._label_binarizer.transform(y)
+        return _writeable(X), Y, y
+
+    def _targets(self, Y):
+        if Y.shape[1] > 1 and self._label_binarizer.y_type_ == "multiclass":
+            return Y.argmax(axis=1).astype(np.int64)
+        return Y.astype(self._np_dtype())
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``(X, y)``, continuing from the current state.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        classes : array of shape (n_classes,), optional
+            Every class of all the calls; required on the first call (except
+            for multi-label ``y``).
+
+        Returns
+        -------
+        self
+        """
+        if getattr(self, "classes_", None) is None and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if classes is not None:
+            if getattr(self, "classes_", None) is not None:
+                if not np.array_equal(self.classes_, unique_labels(classes)):
+                    raise ValueError(f"`classes={classes!r}` is not the same as on last call "
+                                     f"to partial_fit, was: {self.classes_!r}")
+            else:
+                self.classes_ = unique_labels(classes)
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Predicted classes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``; the 0/1 matrix for multi-label.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y):
+        return self._score_with(X, y, accuracy_score)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; for multi-label, each
+            label's own probability.
+        """
+        check_is_fitted(self)
+        y_pred = self._forward(X)
+        if self.n_outputs_ == 1:
+            p = y_pred.ravel()
+            return np.vstack([1 - p, p]).T
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``, shape (n_samples, n_classes)."""
+        y_prob = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(y_prob, out=y_prob)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor trained by fastnn.
+
+    scikit-learn's :class:`sklearn.neural_network.MLPRegressor` (squared
+    error, identity output) with the ``"sgd"`` and ``"adam"`` solvers; see the
+    module docstring for the few differences. ``y`` may be 1-D or 2-D.
+
+    Parameters
+    ----------
+    Those of :class:`MLPClassifier`.
+
+    Attributes
+    ----------
+    coefs_, intercepts_, loss_, loss_curve_, best_loss_, n_iter_, t_,
+    n_features_in_, feature_names_in_, n_layers_, n_outputs_
+        As for :class:`MLPClassifier`; ``loss_`` is half the mean squared
+        error (averaged over outputs, as scikit-learn reports it) plus the
+        L2 penalty.
+    validation_scores_, best_validation_score_ : R^2 on the validation set.
+    out_activation_ : "identity"
+    """
+
+    _is_classifier = False
+
+    def _out_activation(self):
+        return "identity"
+
+    def _loss_scale(self):
+        # fastnn's mse sums over outputs; scikit-learn's loss value averages them
+        # (its gradient, like fastnn's, is that of the sum).
+        return float(self.n_outputs_)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=self._np_dtype(), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        return _writeable(X), Y, y
+
+    def _targets(self, Y):
+        return np.ascontiguousarray(Y, dtype=self._np_dtype())
+
+    def partial_fit(self, X, y):
+        """One epoch over ``(X, y)``, continuing from the current state.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
+            float64 whatever ``dtype`` (scikit-learn's regressor contract).
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward(X, check_input=check_input).astype(np.float64)
+        return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
+
+    def _score(self, X, y):
+        return self._score_with(X, y, r2_score)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+# ---- helpers -----------------------------------------------------------------
+
+def _pack(coefs, intercepts):
+    """fastnn's flat parameter layout: per layer W (row-major), then b."""
+    return np.concatenate([a.ravel() for W, b in zip(coefs, intercepts) for a in (W, b)])
+
+
+def _dtype_name(dtype):
+    """``"float32"`` for "float32", ``np.float32`` or ``np.dtype("float32")``; else None."""
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return None
+
+
+def _writeable(X):
+    """``X``, copied if read-only (numba compiles read-only arrays separately)."""
+    return X if X.flags.writeable else X.copy()

@@ -1,0 +1,398 @@
+"""fastnn.sklearn: scikit-learn's estimator checks, and scikit-learn's own MLP as the oracle.
+
+In float64 with the sgd solver and ``alpha=0`` the drop-ins draw the same
+initial weights and sample orders as scikit-learn and apply the same updates,
+so their coefficients must match scikit-learn's to rounding (~1e-15), not
+just "train about as well". The few documented differences (biases decayed
+with the weights, Adam's epsilon placement) get their own, looser tests.
+"""
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+import joblib  # noqa: E402  (a scikit-learn dependency)
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import (  # noqa: E402
+    check_methods_sample_order_invariance,
+    check_methods_subset_invariance,
+    parametrize_with_checks,
+)
+
+from fastnn import datasets  # noqa: E402
+from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# Rounding only: float64 sums taken in another order, over a few epochs.
+EXACT = dict(rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The bundled digits in [0, 1], float64."""
+    X, y = datasets.load_digits(dtype="float64")
+    return X, y
+
+
+def _small(digits, n=150):
+    X, y = digits
+    return X[:n], y[:n]
+
+
+def _targets(kind, y, X):
+    """Targets of every kind the estimators take, built from the digit labels."""
+    if kind == "multiclass":
+        return y
+    if kind == "binary strings":
+        return np.where(y % 2 == 0, "even", "odd")
+    if kind == "noncontiguous ints":
+        return np.array([-7, 3, 100])[y % 3]
+    if kind == "multilabel":
+        return np.stack([y % 2, y % 3 == 0, y > 4], axis=1).astype(int)
+    projection = np.random.default_rng(0).standard_normal((X.shape[1], 2))
+    r = X @ projection
+    return r[:, 0] if kind == "regression 1-D" else r
+
+
+def _assert_same_fit(ours, theirs, **tolerance):
+    for name in ("coefs_", "intercepts_"):
+        for a, b in zip(getattr(ours, name), getattr(theirs, name)):
+            np.testing.assert_allclose(a, b, **tolerance, err_msg=name)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, **tolerance)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.t_ == theirs.t_
+
+
+# ---- scikit-learn's estimator checks ----------------------------------------
+
+def _expected_failed_checks(estimator):
+    if estimator.dtype == "float32":
+        return {"check_methods_subset_invariance": (
+            "float32: OpenBLAS sums a 1-row product in another order than a 20-row one, so "
+            "predictions differ by ~2 ulp (2e-7), over the check's 1e-7; "
+            "test_invariance_float64 runs the check in float64")}
+    return {}
+
+
+@parametrize_with_checks(
+    [MLPClassifier(hidden_layer_sizes=(32,), max_iter=100, random_state=0),
+     MLPRegressor(hidden_layer_sizes=(32,), max_iter=100, random_state=0)],
+    expected_failed_checks=_expected_failed_checks)
+def test_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("check", [check_methods_subset_invariance,
+                                   check_methods_sample_order_invariance])
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_invariance_float64(Estimator, check):
+    check(Estimator.__name__,
+          Estimator(hidden_layer_sizes=(32,), max_iter=100, random_state=0, dtype="float64"))
+
+
+# ---- the same fit as scikit-learn ---------------------------------------------
+
+SGD = dict(hidden_layer_sizes=(8, 6), solver="sgd", alpha=0.0, learning_rate_init=0.05,
+           batch_size=40, max_iter=4, random_state=1)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary strings", "noncontiguous ints",
+                                  "multilabel", "regression 1-D", "regression 2-D"])
+def test_sgd_matches_sklearn_exactly(digits, kind):
+    X, y = _small(digits)
+    y = _targets(kind, y, X)
+    regression = kind.startswith("regression")
+    Ours, Theirs = (MLPRegressor, SkMLPRegressor) if regression else \
+        (MLPClassifier, SkMLPClassifier)
+    params = dict(SGD, learning_rate_init=0.002) if regression else SGD
+    ours = Ours(dtype="float64", **params).fit(X, y)
+    theirs = Theirs(**params).fit(X, y)
+    _assert_same_fit(ours, theirs, **EXACT)
+    assert ours.out_activation_ == theirs.out_activation_
+    assert ours.n_outputs_ == theirs.n_outputs_ and ours.n_layers_ == theirs.n_layers_
+    if regression:
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), **EXACT)
+    else:
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+        np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+        np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), **EXACT)
+
+
+@pytest.mark.parametrize("options", [
+    dict(nesterovs_momentum=False),
+    dict(momentum=0.0, activation="tanh"),
+    dict(activation="logistic", learning_rate="invscaling", power_t=0.3),
+    dict(activation="identity", shuffle=False),
+    dict(learning_rate="adaptive", tol=1e-2, n_iter_no_change=2, max_iter=60),
+    dict(tol=1e-2, max_iter=200),
+    dict(early_stopping=True, n_iter_no_change=2, max_iter=40),
+    dict(batch_size=64),                              # a partial last batch
+    dict(batch_size=1000),                            # clipped to n_samples, with a warning
+], ids=repr)
+def test_sgd_options_match_sklearn_exactly(digits, options):
+    X, y = _small(digits)
+    params = dict(SGD, **options)
+    with warnings.catch_warnings(record=True) as ours_warned:
+        warnings.simplefilter("always")
+        ours = MLPClassifier(dtype="float64", **params).fit(X, y)
+    with warnings.catch_warnings(record=True) as theirs_warned:
+        warnings.simplefilter("always")
+        theirs = SkMLPClassifier(**params).fit(X, y)
+    _assert_same_fit(ours, theirs, **EXACT)
+    assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-9) \
+        if theirs.best_loss_ is not None else ours.best_loss_ is None
+    if params.get("early_stopping"):
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+        assert ours.best_validation_score_ == theirs.best_validation_score_
+        assert ours.n_iter_ < params["max_iter"]      # it did stop early
+    if "tol" in options:
+        assert ours.n_iter_ < params["max_iter"]      # the tolerance rule stopped it
+    assert sorted(str(w.category) for w in ours_warned) == \
+        sorted(str(w.category) for w in theirs_warned)
+
+
+def test_partial_fit_and_warm_start_match_sklearn(digits):
+    X, y = _small(digits, 160)
+    params = dict(SGD, batch_size=20)
+    ours = MLPClassifier(dtype="float64", **params)
+    theirs = SkMLPClassifier(**params)
+    for chunk in np.array_split(np.arange(160), 4):
+        ours.partial_fit(X[chunk], y[chunk], classes=np.arange(10))
+        theirs.partial_fit(X[chunk], y[chunk], classes=np.arange(10))
+    _assert_same_fit(ours, theirs, **EXACT)
+    for est in (ours, theirs):
+        est.set_params(warm_start=True, max_iter=2).fit(X, y)
+    _assert_same_fit(ours, theirs, **EXACT)
+
+
+def test_l2_penalty_matches_sklearn_up_to_bias_decay(digits):
+    """alpha maps to weight_decay = alpha / batch_size; fastnn decays biases too.
+
+    scikit-learn with that same bias decay added is matched to rounding; plain
+    scikit-learn differs by much less than the penalty's own effect.
+    """
+
+    class SkBiasDecay(SkMLPClassifier):
+        def _compute_loss_grad(self, layer, sw_sum, activations, deltas, coef_grads,
+                               intercept_grads):
+            super()._compute_loss_grad(layer, sw_sum, activations, deltas, coef_grads,
+                                       intercept_grads)
+            intercept_grads[layer] += self.alpha * self.intercepts_[layer] / sw_sum
+
+    X, y = _small(digits, 160)                 # 4 full batches of 40
+    params = dict(SGD, alpha=1.0, max_iter=5)
+    ours = MLPClassifier(dtype="float64", **params).fit(X, y)
+    same_rule = SkBiasDecay(**params).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, same_rule.coefs_ + same_rule.intercepts_):
+        np.testing.assert_allclose(a, b, **EXACT)
+    # loss_ takes the penalty at the epoch ends' weights, scikit-learn at each batch's.
+    np.testing.assert_allclose(ours.loss_curve_, same_rule.loss_curve_, rtol=5e-3)
+
+    theirs = SkMLPClassifier(**params).fit(X, y)
+    unpenalized = SkMLPClassifier(**dict(params, alpha=0.0)).fit(X, y)
+
+    def weights(est):
+        return np.concatenate([W.ravel() for W in est.coefs_])
+
+    error = np.abs(weights(ours) - weights(theirs)).max()
+    effect = np.abs(weights(theirs) - weights(unpenalized)).max()
+    assert error < 0.2 * effect
+
+
+def test_adam_close_to_sklearn(digits):
+    """Adam differs only in where epsilon enters (PyTorch's form vs scikit-learn's)."""
+    X, y = _small(digits, 300)
+    params = dict(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=10,
+                  random_state=0)
+    ours = MLPClassifier(dtype="float64", **params).fit(X, y)
+    theirs = SkMLPClassifier(**params).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-3)
+    assert np.mean(ours.predict(X) == theirs.predict(X)) >= 0.98
+
+
+def test_digits_accuracy_within_one_point_of_sklearn():
+    X, y = datasets.load_digits()
+    X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, seed=0)
+    params = dict(hidden_layer_sizes=(64,), solver="adam", learning_rate_init=0.01,
+                  max_iter=200, random_state=0)
+    ours = MLPClassifier(**params).fit(X_train, y_train)                  # float32
+    theirs = SkMLPClassifier(**params).fit(X_train.astype(np.float64), y_train)
+    assert ours.n_iter_ < 200 and theirs.n_iter_ < 200                     # both converged
+    ours_acc, theirs_acc = ours.score(X_test, y_test), theirs.score(X_test, y_test)
+    assert theirs_acc > 0.95
+    assert abs(ours_acc - theirs_acc) <= 0.01, (ours_acc, theirs_acc)
+
+
+# ---- targets and outputs ---------------------------------------------------------
+
+def test_string_and_noncontiguous_labels(digits):
+    X, y = _small(digits, 200)
+    names = np.array(["zero", "one", "two"])[y % 3]
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, random_state=0).fit(X, names)
+    np.testing.assert_array_equal(clf.classes_, ["one", "two", "zero"])
+    proba = clf.predict_proba(X)
+    assert proba.shape == (200, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(proba), rtol=1e-6)
+    assert clf.score(X, names) > 0.8
+
+    labels = np.array([-7, 3, 100])[y % 3]
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, random_state=0).fit(X, labels)
+    assert set(clf.predict(X)) <= {-7, 3, 100}
+    assert clf.score(X, labels) > 0.8
+
+
+def test_binary_has_one_logistic_output(digits):
+    X, y = _small(digits, 200)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0)
+    clf.fit(X, np.where(y < 5, "low", "high"))
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
+    assert clf.coefs_[-1].shape == (8, 1)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (200, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+
+
+def test_multilabel_predicts_a_zero_one_matrix(digits):
+    X, y = _small(digits, 200)
+    Y = _targets("multilabel", y, X)
+    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=100, random_state=0).fit(X, Y)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 3
+    pred = clf.predict(X)
+    assert pred.shape == (200, 3) and set(np.unique(pred)) <= {0, 1}
+    proba = clf.predict_proba(X)
+    assert proba.shape == (200, 3) and ((proba >= 0) & (proba <= 1)).all()
+    np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
+    assert np.mean(pred == Y) > 0.8
+
+
+@pytest.mark.parametrize("kind", ["regression 1-D", "regression 2-D"])
+def test_regressor_output_shapes(digits, kind):
+    X, y = _small(digits, 200)
+    y = _targets(kind, y, X)
+    reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=100,
+                       random_state=0).fit(X, y)
+    pred = reg.predict(X)
+    assert pred.shape == y.shape and pred.dtype == np.float64
+    assert reg.out_activation_ == "identity"
+    assert reg.score(X, y) > 0.8
+
+
+def test_assigned_coefs_are_used(digits):
+    X, y = _small(digits, 100)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
+    clf.coefs_ = [np.zeros_like(W) for W in clf.coefs_]
+    clf.intercepts_ = [np.zeros_like(b) for b in clf.intercepts_]
+    np.testing.assert_allclose(clf.predict_proba(X), 0.1, rtol=1e-6)
+    # In-place edits reach the network too: coefs_ are its arrays.
+    clf.intercepts_[-1][3] = 10.0
+    assert (clf.predict(X) == 3).all()
+
+
+# ---- stopping, warnings, errors -------------------------------------------------------
+
+def test_convergence_warning_only_at_max_iter(digits):
+    X, y = _small(digits)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\)"):
+        MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=500, tol=0.1,
+                            random_state=0).fit(X, y)
+    assert clf.n_iter_ < 500
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(solver="lbfgs"), "lbfgs"),
+    (dict(activation="softmax"), "activation"),
+    (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes"),
+    (dict(alpha=-1.0), "alpha"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(learning_rate="cosine"), "learning_rate"),
+    (dict(n_iter_no_change=0), "n_iter_no_change"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(threads=0), "threads"),
+])
+def test_invalid_parameters(digits, params, match):
+    X, y = _small(digits, 20)
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(**params).fit(X, y)
+
+
+def test_partial_fit_needs_classes_first(digits):
+    X, y = _small(digits, 50)
+    clf = MLPClassifier(hidden_layer_sizes=(4,))
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X, y, classes=np.arange(10))
+    with pytest.raises(ValueError, match="not the same"):
+        clf.partial_fit(X, y, classes=np.arange(11))
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(X, y.astype(float))
+
+
+def test_divergence_is_a_value_error(digits):
+    X, y = _small(digits, 50)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.5,
+                       max_iter=50, random_state=0)
+    with pytest.raises(ValueError, match="non-finite"):
+        reg.fit(X * 1e3, y * 1e6)
+
+
+def test_importing_fastnn_does_not_import_sklearn():
+    code = "import sys, fastnn; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---- in scikit-learn's tools; persistence ------------------------------------------------
+
+def test_pipeline_grid_search_cross_val_score(digits):
+    X, y = _small(digits, 240)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(
+        hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=40, random_state=0))
+    scores = cross_val_score(pipe, X, y, cv=3)
+    assert scores.shape == (3,) and scores.mean() > 0.7
+    grid = {"mlpclassifier__alpha": [1e-4, 1e-2]}
+    results = []
+    for n_jobs in (1, 2):
+        search = GridSearchCV(pipe, grid, cv=2, n_jobs=n_jobs).fit(X, y)
+        assert search.best_score_ > 0.7
+        results.append(search.cv_results_["mean_test_score"])
+    # Processes or not, the same fits.
+    np.testing.assert_allclose(results[0], results[1])
+
+
+@pytest.mark.parametrize("dump, load", [(pickle.dumps, pickle.loads),
+                                        ("joblib", "joblib")], ids=["pickle", "joblib"])
+def test_pickle_roundtrip_predicts_and_trains_identically(digits, tmp_path, dump, load):
+    X, y = _small(digits, 120)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
+    if dump == "joblib":
+        joblib.dump(clf, tmp_path / "clf.joblib")
+        copy = joblib.load(tmp_path / "clf.joblib")
+    else:
+        copy = load(dump(clf))
+    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(copy.predict(X), clf.predict(X))
+    # Training goes on from the same weights and optimizer state, and coefs_ follow it.
+    for est in (clf, copy):
+        est.partial_fit(X, y)
+    for a, b in zip(copy.coefs_ + copy.intercepts_, clf.coefs_ + clf.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
