@@ -31,8 +31,11 @@ Differences from scikit-learn
 * ``learning_rate="invscaling"``/``"adaptive"`` (sgd) change the learning
   rate between epochs as scikit-learn does (fastnn's momentum buffer is
   rescaled so that past steps keep their size, as in scikit-learn).
-* ``dtype`` (default ``"float32"``) sets the precision of training and of
-  ``coefs_``; ``threads`` caps the BLAS threads.
+* ``dtype`` (default ``"float32"``) sets the precision of training, of
+  ``coefs_`` and of ``predict_proba``, whatever the dtype of ``X``
+  (scikit-learn follows ``X``); ``MLPRegressor.predict`` returns float64.
+  ``threads`` caps the BLAS threads.
+* Momentum must be below 1 (scikit-learn accepts 1).
 * Initialization is scikit-learn's (Glorot uniform for weights and biases,
   drawn from ``random_state`` in the same order), not fastnn's He/Glorot.
 """
@@ -357,6 +360,10 @@ class _BaseMLP(BaseEstimator):
         n_batches = -(-n_samples // batch_size)
 
         sample_idx = np.arange(n_samples)
+        # Each epoch's samples in their shuffled order, in reused buffers
+        # (np.take with mode="clip" copies without buffering; indices are valid).
+        X_epoch, y_epoch = (np.empty_like(X_train), np.empty_like(y_train)) if self.shuffle \
+            else (X_train, y_train)
         squares_start = self._squared_weights() if self.alpha else 0.0
         try:
             self.n_iter_ = 0
@@ -364,9 +371,8 @@ class _BaseMLP(BaseEstimator):
                 if self.shuffle:
                     # scikit-learn's own shuffle call, so the sample order matches its.
                     sample_idx = _shuffle(sample_idx, random_state=self._random_state)
-                    X_epoch, y_epoch = X_train[sample_idx], y_train[sample_idx]
-                else:
-                    X_epoch, y_epoch = X_train, y_train
+                    np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
+                    np.take(y_train, sample_idx, axis=0, out=y_epoch, mode="clip")
                 try:
                     history = net.fit(X_epoch, y_epoch, epochs=1, batch_size=batch_size,
                                       optimizer=self._optimizer, verbose=0, shuffle=False)

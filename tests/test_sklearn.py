@@ -108,18 +108,24 @@ SGD = dict(hidden_layer_sizes=(8, 6), solver="sgd", alpha=0.0, learning_rate_ini
            batch_size=40, max_iter=4, random_state=1)
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
 @pytest.mark.parametrize("kind", ["multiclass", "binary strings", "noncontiguous ints",
                                   "multilabel", "regression 1-D", "regression 2-D"])
-def test_sgd_matches_sklearn_exactly(digits, kind):
+def test_sgd_matches_sklearn_exactly(digits, kind, early_stopping):
     X, y = _small(digits)
     y = _targets(kind, y, X)
     regression = kind.startswith("regression")
     Ours, Theirs = (MLPRegressor, SkMLPRegressor) if regression else \
         (MLPClassifier, SkMLPClassifier)
-    params = dict(SGD, learning_rate_init=0.002) if regression else SGD
+    params = dict(SGD, learning_rate_init=0.002) if regression else dict(SGD)
+    if early_stopping:
+        # Stratified split (binary), accuracy (classifiers) or R^2 (regressors).
+        params.update(early_stopping=True, n_iter_no_change=2, max_iter=12)
     ours = Ours(dtype="float64", **params).fit(X, y)
     theirs = Theirs(**params).fit(X, y)
     _assert_same_fit(ours, theirs, **EXACT)
+    if early_stopping:
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, **EXACT)
     assert ours.out_activation_ == theirs.out_activation_
     assert ours.n_outputs_ == theirs.n_outputs_ and ours.n_layers_ == theirs.n_layers_
     if regression:
