@@ -43,7 +43,7 @@ def estimator_params(config, epochs):
 
 def run_worker(system, config_name, args):
     """Fit one system on one configuration; return the measurements as a dict."""
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     config = CONFIGS[config_name]
     data = make_data(args.samples, seed=args.seed)
@@ -58,6 +58,9 @@ def run_worker(system, config_name, args):
     estimator = MLPClassifier(**estimator_params(config, args.epochs))
     with threadpool_limits(limits=args.threads, user_api="blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore")          # ConvergenceWarning at max_iter, by design
+        result["blas_threads"] = sorted({(os.path.basename(i["filepath"]), i["num_threads"])
+                                         for i in threadpool_info()
+                                         if i["user_api"] == "blas"})
         start = time.perf_counter()
         estimator.fit(data["X_train"], data["y_train"])
         result["fit_seconds"] = time.perf_counter() - start
