@@ -25,7 +25,11 @@ CE_LABELS, CE_TARGETS, BCE, MSE = 0, 1, 2, 3
 
 @njit(inline="always", **JIT)
 def _softmax_row(u, i, p):
-    """p[i] = softmax(u[i]); return log-sum-exp of the shifted row."""
+    """p[i] = softmax(u[i]); return ``(top, log sum exp(u[i] - top))``.
+
+    The two parts stay separate so callers can subtract ``top`` from the
+    logits before adding the log-sum-exp (no cancellation in float32).
+    """
     m = u.shape[1]
     top = u[i, 0]
     for j in range(1, m):
@@ -38,7 +42,7 @@ def _softmax_row(u, i, p):
     inv = u.dtype.type(1) / total
     for j in range(m):
         p[i, j] *= inv
-    return top + math.log(total)
+    return top, math.log(total)
 
 
 @njit(**JIT)
@@ -90,8 +94,8 @@ def softmax_cross_entropy(u, y, delta):
     for i in range(n):
         label = y[i]
         u_label = u[i, label]
-        lse = _softmax_row(u, i, delta)
-        loss += lse - u_label
+        top, log_total = _softmax_row(u, i, delta)
+        loss += log_total + (top - u_label)
         for j in range(u.shape[1]):
             delta[i, j] *= inv_n
         delta[i, label] -= inv_n
@@ -119,13 +123,18 @@ def softmax_cross_entropy_targets(u, t, delta):
     inv_n = u.dtype.type(1.0 / n)
     loss = 0.0
     for i in range(n):
+        # Relative to the row maximum (found before ``delta`` may overwrite ``u``),
+        # so large logits do not cancel in float32.
+        top = u[i, 0]
+        for j in range(1, m):
+            top = max(top, u[i, j])
         dot = 0.0
         mass = 0.0
         for j in range(m):
-            dot += t[i, j] * u[i, j]
+            dot += t[i, j] * (u[i, j] - top)
             mass += t[i, j]
-        lse = _softmax_row(u, i, delta)
-        loss += mass * lse - dot
+        _, log_total = _softmax_row(u, i, delta)
+        loss += mass * log_total - dot
         for j in range(m):
             delta[i, j] = (delta[i, j] - t[i, j]) * inv_n
     return loss / n

@@ -46,11 +46,12 @@ def sgd_momentum_update(w, g, buf, t, lr, momentum, dampening, weight_decay, nes
         Step number, counted from 1.
     """
     dt = w.dtype.type
-    lr, mu, tau, wd = dt(lr), dt(momentum), dt(dampening), dt(weight_decay)
+    # 1 - tau in float64 before rounding: float32(1) - float32(tau) loses digits.
+    lr, mu, keep, wd = dt(lr), dt(momentum), dt(1.0 - dampening), dt(weight_decay)
     first = t == 1
     for i in range(w.shape[0]):
         gi = g[i] + wd * w[i]
-        b = gi if first else mu * buf[i] + (1 - tau) * gi
+        b = gi if first else mu * buf[i] + keep * gi
         buf[i] = b
         w[i] -= lr * (gi + mu * b if nesterov else b)
 
@@ -67,15 +68,16 @@ def adam_update(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
         Step number, counted from 1 (bias correction).
     """
     dt = w.dtype.type
-    b1, b2, e = dt(beta1), dt(beta2), dt(eps)
+    # 1 - beta in float64 before rounding: float32(1) - float32(0.999) is off by 1e-5.
+    b1, b2, c1, c2, e = dt(beta1), dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2), dt(eps)
     step = dt(lr / (1.0 - beta1 ** t))
     inv_sqrt_c2 = dt(1.0 / math.sqrt(1.0 - beta2 ** t))
     decay = dt(1.0 - lr * weight_decay) if decoupled else dt(1)
     l2 = dt(0) if decoupled else dt(weight_decay)
     for i in range(w.shape[0]):
         gi = g[i] + l2 * w[i]
-        mi = b1 * m[i] + (1 - b1) * gi
-        vi = b2 * v[i] + (1 - b2) * gi * gi
+        mi = b1 * m[i] + c1 * gi
+        vi = b2 * v[i] + c2 * gi * gi
         m[i] = mi
         v[i] = vi
         w[i] = w[i] * decay - step * mi / (math.sqrt(vi) * inv_sqrt_c2 + e)
@@ -91,10 +93,11 @@ def rmsprop_update(w, g, v, buf, lr, alpha, eps, weight_decay, momentum):
         Parameters, gradient, square average and momentum buffer.
     """
     dt = w.dtype.type
-    lr, a, e, wd, mu = dt(lr), dt(alpha), dt(eps), dt(weight_decay), dt(momentum)
+    lr, a, c, e = dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps)
+    wd, mu = dt(weight_decay), dt(momentum)
     for i in range(w.shape[0]):
         gi = g[i] + wd * w[i]
-        vi = a * v[i] + (1 - a) * gi * gi
+        vi = a * v[i] + c * gi * gi
         v[i] = vi
         step = gi / (math.sqrt(vi) + e)
         if momentum > 0:

@@ -61,19 +61,12 @@ def test_one_epoch_same_weights(opt_name, case, dtype):
                                rtol=10 * BOUND[dtype], atol=10 * BOUND[dtype])
 
 
-ADAM_FLOAT32 = pytest.mark.xfail(
-    strict=True,
-    reason="bug: float32 Adam kernel uses 1 - float32(0.999) = 0.00099998713 for 1 - beta2 "
-           "(1.29e-5 relative off), so its second moment s2 differs from the numpy "
-           "backend's by 1.3e-5 (see test_kernels.test_adam_second_moment_rate)")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("opt_name", OPTIMIZERS)
 def test_one_epoch_same_optimizer_state(opt_name, dtype, request):
     """Momentum buffer (s1) and second moment (s2) agree like the weights do."""
-    if opt_name == "adam" and dtype == "float32":
-        request.applymarker(ADAM_FLOAT32)
     a, b = (train(be, "ce_labels", dtype, opt_name)[0] for be in BACKENDS)
     for key in ("s1", "s2"):
         sa, sb = a.optimizer.state[key], b.optimizer.state[key]

@@ -252,12 +252,6 @@ def test_optimizer_update(dtype, opt_name, size, rng):
         assert_close(s2, s2_ref, dtype)
 
 
-FLOAT32_ONE_MINUS_BETA = pytest.mark.xfail(
-    strict=True,
-    reason="bug: kernels/optimizers.py adam_update computes (1 - b2) from b2 = float32(beta2); "
-           "for beta2=0.999 that is 1.29e-5 (0.9999: 1.7e-4) off 1 - beta2, 200x float32's "
-           "rounding, so float32 Adam takes steps ~6e-6 (8e-5) too large. Fix: cast "
-           "dt(1.0 - beta1), dt(1.0 - beta2) computed in float64.")
 
 
 @pytest.mark.parametrize("beta2", [0.999, 0.9999])
@@ -267,8 +261,6 @@ def test_adam_second_moment_rate(dtype, beta2, request, rng):
     Both hold to a few float32 roundings (~3 u = 2e-7); the default beta2 = 0.999
     is where (1 - beta2) is most sensitive to how it is rounded.
     """
-    if dtype == np.float32:
-        request.applymarker(FLOAT32_ONE_MINUS_BETA)
     opt = fastnn.Adam(lr=0.01, betas=(0.9, beta2), eps=1e-30)
     g = draw(rng, 5, dtype)
     w, s1, s2 = np.zeros(5, dtype), np.zeros(5, dtype), np.zeros(5, dtype)

@@ -175,13 +175,6 @@ def test_extreme_logits_gradients_match_between_backends_float64(backend):
 
 # ---- the accuracy of the cross-entropy loss value for large logits ----------------
 
-CE_TARGETS_FLOAT32 = pytest.mark.xfail(
-    strict=True,
-    reason="bug: kernels/losses.py softmax_cross_entropy_targets computes "
-           "mass * (top + log(total)) - sum t*u, where top + log(total) is rounded to "
-           "float32 before the cancellation: logits [-1e4, -1e4] with target [1, 0] give "
-           "0.693359 instead of log 2 = 0.693147 (3e-4 relative; 6e-3 absolute at 1e6). "
-           "Fix: accumulate sum_j t_j (u_j - top) and return mass * log(total) - that.")
 
 
 @pytest.mark.parametrize("kernel", ["labels", "targets"])
@@ -193,8 +186,6 @@ def test_cross_entropy_value_precision_large_logits(kernel, dtype, request):
     to rounding of the small terms; adding ``top`` first and subtracting ``u_y``
     afterwards cancels ~1e4 against ~1e4 and keeps only ulp(1e4) of the loss.
     """
-    if kernel == "targets" and dtype == np.float32:
-        request.applymarker(CE_TARGETS_FLOAT32)
     u = np.array([[-BIG, -BIG], [BIG, BIG - 1], [BIG, -BIG]], dtype)
     labels = np.array([0, 1, 1])
     expected, _ = reference.cross_entropy(u.astype(np.float64), labels)
