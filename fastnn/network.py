@@ -1,5 +1,6 @@
 """The Network: a thin Python layer that checks inputs and calls kernels."""
 
+import copy
 import math
 import time
 import warnings
@@ -171,6 +172,28 @@ class Network:
     @property
     def n_params(self):
         return int(sum(l.n_in * l.n_out + l.n_out for l in self._dense))
+
+    def __getstate__(self):
+        # Pickle keeps each view as a separate array: store the flat vector
+        # only, and point the layers at it again on load.
+        self._sync_params()
+        state = self.__dict__.copy()
+        del state["_views"]
+        state["backend"] = self.backend.name
+        layers = []
+        for layer in state["layers"]:
+            layer = copy.copy(layer)
+            if isinstance(layer, Dense):
+                layer.W = layer.b = None
+            layers.append(layer)
+        state["layers"] = layers
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.backend = get_backend(state["backend"])
+        self._dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        self._bind_views()
 
     def _bind_views(self):
         """Point every layer's W and b at its slice of ``_theta``."""
