@@ -1,0 +1,1 @@
+"""asv suites of fastnn; run asv from the benchmarks/ directory."""
