@@ -8,12 +8,62 @@ stored.
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
 
 from ._config import JIT
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = 0, 1, 2, 3, 4
 LEAKY_SLOPE = 0.01
+
+# float32 tanh as Eigen/XLA compute it: an odd 13/6 rational function clamped
+# to +-7.905 (beyond it tanh rounds to +-1 in float32); max error 3.5e-7
+# (about 3 ulp). Made only of multiply, add, divide and min/max, so LLVM
+# vectorizes it: without SVML, math.tanh and math.exp are scalar calls
+# (measured: 17 ns against 0.5 ns an element).
+_TANH_CLAMP = np.float32(7.90531110763549805)
+_TANH_P = tuple(np.float32(c) for c in (
+    4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
+_TANH_Q = tuple(np.float32(c) for c in (
+    4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
+
+
+def fast_tanh(v):
+    """tanh: the vectorizable rational approximation in float32, exact in float64."""
+    return math.tanh(v)
+
+
+@overload(fast_tanh, inline="always")
+def _fast_tanh(v):
+    if v != types.float32:
+        return lambda v: math.tanh(v)
+    p1, p3, p5, p7, p9, p11, p13 = _TANH_P
+    q0, q2, q4, q6 = _TANH_Q
+    clamp = _TANH_CLAMP
+
+    def impl(v):
+        x = min(max(v, -clamp), clamp)
+        x2 = x * x
+        p = ((((((p13 * x2 + p11) * x2 + p9) * x2 + p7) * x2 + p5) * x2 + p3) * x2 + p1) * x
+        q = ((q6 * x2 + q4) * x2 + q2) * x2 + q0
+        return p / q
+
+    return impl
+
+
+def fast_sigmoid(v):
+    """The logistic function; float32 goes through ``fast_tanh`` (vectorizable)."""
+    return 1 / (1 + math.exp(-v))
+
+
+@overload(fast_sigmoid, inline="always")
+def _fast_sigmoid(v):
+    if v != types.float32:
+        return lambda v: 1.0 / (1.0 + math.exp(-v))
+    half = np.float32(0.5)
+    return lambda v: half + half * fast_tanh(half * v)
 
 
 # The scalar helpers take the constants 0, 1 and the leaky slope already in
@@ -27,9 +77,9 @@ def activate(v, code, zero, one, slope):
     if code == LEAKY_RELU:
         return v if v > zero else v * slope
     if code == SIGMOID:
-        return one / (one + math.exp(-v))
+        return fast_sigmoid(v)
     if code == TANH:
-        return math.tanh(v)
+        return fast_tanh(v)
     return v
 
 
