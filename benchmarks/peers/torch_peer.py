@@ -57,6 +57,8 @@ def run(config, data, opts):
     result = summarize(seconds)
     result.update(last_batch_loss=last_loss,
                   accuracy=float(np.mean(predict(data["X_test"]) == data["y_test"])),
-                  torch_threads=torch.get_num_threads())
+                  torch_threads=torch.get_num_threads(),
+                  torch_blas=[x.strip() for x in torch.__config__.show().replace(",", "\n")
+                              .splitlines() if "BLAS_INFO" in x or "MKL-DNN" in x])
     result.update(predict_result(lambda: predict(data["X_predict"]), opts.repeats))
     return result
