@@ -80,6 +80,9 @@ def parse_args(argv=None):
                         "up to this many times (after waiting up to 30 s for a quiet machine), "
                         "keeping the least disturbed result (default 2)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
+    p.add_argument("--warmup", action="store_true",
+                   help="fastnn calls fastnn.warmup() (timed on its own) before its first "
+                        "epoch, so the first epoch shows no numba start-up or cache-load cost")
     p.add_argument("--markdown", metavar="FILE", help="also write markdown tables here")
     p.add_argument("--json", metavar="FILE", help="also write every number here")
     p.add_argument("--worker", nargs=2, metavar=("SYSTEM", "CONFIG"), help=argparse.SUPPRESS)
@@ -105,7 +108,8 @@ def worker_argv(args, system, config):
     return [sys.executable, os.path.abspath(__file__), "--worker", system, config,
             "--samples", str(args.samples), "--epochs", str(args.epochs),
             "--optimizer", args.optimizer, "--threads", str(args.threads),
-            "--repeats", str(args.repeats), "--seed", str(args.seed), "--rounds", "1"]
+            "--repeats", str(args.repeats), "--seed", str(args.seed), "--rounds", "1",
+            *(["--warmup"] if args.warmup else [])]
 
 
 # ---- worker side -------------------------------------------------------------
@@ -396,7 +400,9 @@ def render_text(results, args, info):
                 text_table(TRAIN_HEAD_TEXT, config_rows(results, args, config))]
         fast = results[config].get("fastnn", {})
         if "import_seconds" in fast:
-            out.append(f"fastnn: import {fast['import_seconds']:.3f} s (no warmup); first "
+            warm = (f"warmup() {fast['warmup_seconds']:.3f} s" if fast.get("warmup_seconds")
+                    is not None else "no warmup")
+            out.append(f"fastnn: import {fast['import_seconds']:.3f} s ({warm}); first "
                        f"fit(epochs=1) wall {fast['first_epoch']:.3f} s, its step loop "
                        f"{fast['first_epoch_loop']:.3f} s; fit(epochs={args.epochs}) wall "
                        f"{fast['fit_wall']:.3f} s, {fast['fit_overhead']:.3f} s of it outside "

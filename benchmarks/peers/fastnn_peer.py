@@ -17,7 +17,7 @@ def _optimizer(fastnn, name):
 def run(config, data, opts, backend):
     """Train one epoch in one ``fit`` call, then ``opts.epochs`` more in a second.
 
-    No ``fastnn.warmup()``: the first ``fit`` call's wall time carries numba's
+    Without ``--warmup`` there is no ``fastnn.warmup()``: the first ``fit`` call's wall time carries numba's
     start-up and the kernels' compile or cache-load cost, whether it falls in
     the step loop or in fit's input checks (the first numba call of the
     process pays it). Steady epochs are fit's own
@@ -29,6 +29,9 @@ def run(config, data, opts, backend):
     start = time.perf_counter()
     import fastnn
     import_seconds = time.perf_counter() - start
+    warmup_seconds = None
+    if getattr(opts, "warmup", False):
+        warmup_seconds = fastnn.warmup(dtypes=("float32",))
 
     sizes = config.sizes
     layers = [fastnn.Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
@@ -51,7 +54,7 @@ def run(config, data, opts, backend):
     seconds = steady.history["seconds"]
     result = summarize([first_wall] + seconds)
     result.update(
-        import_seconds=import_seconds, first_epoch_loop=first.history["seconds"][0],
+        import_seconds=import_seconds, warmup_seconds=warmup_seconds, first_epoch_loop=first.history["seconds"][0],
         fit_wall=steady_wall, fit_overhead=steady_wall - sum(seconds),
         train_loss=steady.history["loss"][-1],
         accuracy=float(np.mean(net.predict(data["X_test"]) == data["y_test"])))
