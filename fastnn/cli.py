@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .activations import ACTIVATIONS
-from .datasets import load_csv, load_digits, load_mnist, train_test_split
+from .datasets import _is_number, load_csv, load_digits, load_mnist, train_test_split
 from .io import layer_configs, load, read_header, save
 from .layers import Dense
 from .losses import get_loss
@@ -466,14 +466,6 @@ def _read_csv_features(path):
                 raise ValueError(f"{path}: line {line}, column {column}: {cell.strip()!r} is "
                                  "not a number")
     return np.loadtxt([text for _, text in rows], delimiter=",", dtype=np.float64, ndmin=2)
-
-
-def _is_number(cell):
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _format_predictions(pred, dtype):
