@@ -118,7 +118,7 @@ def test_extreme_mismatch_no_log_of_zero(loss, backend, dtype):
             expected = BIG * k
         check_extreme(loss, dtype, backend, u, y)
         value, _ = identity_net(k, loss, dtype, backend).loss_and_gradients(u, y)
-        assert value == pytest.approx(expected, rel=10 * np.finfo(dtype).eps)
+        assert value == pytest.approx(expected, rel=float(10 * np.finfo(dtype).eps))
 
     check()
 
