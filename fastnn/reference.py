@@ -53,27 +53,41 @@ def log_softmax(u):
 
 # ---- losses: value and output delta d loss / d U_L ----
 
+def probabilities_minus_targets(p, t):
+    """``P - T`` with ``1 - p_j`` taken as the sum of the other probabilities.
+
+    Written as ``(1 - t) p - t (1 - p)``: for a confident correct prediction
+    ``p_y - 1`` would cancel to 0 in floating point, the sum of the others does not.
+    """
+    m = p.shape[1]
+    one_minus_p = p @ (1 - np.eye(m, dtype=p.dtype))
+    return (1 - t) * p - t * one_minus_p
+
+
 def cross_entropy(u, y):
     """Softmax cross-entropy with integer labels ``y``: ``(loss, (P - T) / n)``."""
     n = u.shape[0]
     loss = -log_softmax(u)[np.arange(n), y].sum() / n
-    delta = softmax(u)
-    delta[np.arange(n), y] -= 1
-    return loss, delta / n
+    t = np.eye(u.shape[1], dtype=u.dtype)[y]
+    return loss, probabilities_minus_targets(softmax(u), t) / n
 
 
 def cross_entropy_targets(u, t):
     """Softmax cross-entropy with target rows ``t`` (one-hot)."""
     n = u.shape[0]
     loss = -(t * log_softmax(u)).sum() / n
-    return loss, (softmax(u) - t) / n
+    return loss, probabilities_minus_targets(softmax(u), t) / n
 
 
 def binary_cross_entropy(u, t):
-    """Sigmoid binary cross-entropy on logits ``u``, 0/1 targets ``t``."""
+    """Sigmoid binary cross-entropy on logits ``u``, 0/1 targets ``t``.
+
+    The delta ``sigmoid(u) - t`` is ``(1 - t) sigmoid(u) - t sigmoid(-u)``, the
+    same value without cancellation for saturated logits.
+    """
     n = u.shape[0]
     loss = (np.maximum(u, 0) - t * u + np.log1p(np.exp(-np.abs(u)))).sum() / n
-    return loss, (sigmoid(u) - t) / n
+    return loss, ((1 - t) * sigmoid(u) - t * sigmoid(-u)) / n
 
 
 def mean_squared_error(h, t, activation):

@@ -96,9 +96,13 @@ def softmax_cross_entropy(u, y, delta):
         u_label = u[i, label]
         top, log_total = _softmax_row(u, i, delta)
         loss += log_total + (top - u_label)
+        # p_y - 1 as -(sum of the other p_j): no cancellation when p_y ~ 1.
+        rest = 0.0
         for j in range(u.shape[1]):
+            if j != label:
+                rest += delta[i, j]
             delta[i, j] *= inv_n
-        delta[i, label] -= inv_n
+        delta[i, label] = -rest * inv_n
     return loss / n
 
 
@@ -135,8 +139,20 @@ def softmax_cross_entropy_targets(u, t, delta):
             mass += t[i, j]
         _, log_total = _softmax_row(u, i, delta)
         loss += mass * log_total - dot
+        # p_j - t_j = (1 - t_j) p_j - t_j (1 - p_j), with 1 - p_j of the largest
+        # p (the only one that can be near 1) summed from the others.
+        big = 0
+        for j in range(1, m):
+            if delta[i, j] > delta[i, big]:
+                big = j
+        rest = 0.0
         for j in range(m):
-            delta[i, j] = (delta[i, j] - t[i, j]) * inv_n
+            if j != big:
+                rest += delta[i, j]
+        for j in range(m):
+            p = delta[i, j]
+            q = rest if j == big else 1.0 - p
+            delta[i, j] = ((1.0 - t[i, j]) * p - t[i, j] * q) * inv_n
     return loss / n
 
 
@@ -167,8 +183,11 @@ def sigmoid_binary_cross_entropy(u, t, delta):
             v = u[i, j]
             e = math.exp(-abs(v))
             loss += max(v, zero) - t[i, j] * v + math.log1p(e)
+            # sigmoid(v) and 1 - sigmoid(v), each without cancellation, so that
+            # s - t = (1 - t) s - t (1 - s) keeps saturated gradients.
             s = one / (one + e) if v >= zero else e / (one + e)
-            delta[i, j] = (s - t[i, j]) * inv_n
+            c = e / (one + e) if v >= zero else one / (one + e)
+            delta[i, j] = ((one - t[i, j]) * s - t[i, j] * c) * inv_n
     return loss / n
 
 
