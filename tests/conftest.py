@@ -4,12 +4,21 @@ Everything here is written once and used by ``test_kernels``, ``test_gradients``
 ``test_backends``, ``test_hand_worked``, ``test_properties`` and ``test_inputs``.
 """
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import fastnn
 from fastnn import reference
 from fastnn.activations import ACTIVATIONS
+
+# CI (CI=true) replays the same hypothesis examples every run, so a red CI is
+# always reproducible; local runs keep exploring new random examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 DTYPES = (np.float32, np.float64)
 ACTIVATION_NAMES = tuple(ACTIVATIONS)  # identity, relu, leaky_relu, sigmoid, tanh
