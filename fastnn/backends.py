@@ -66,25 +66,15 @@ class NumpyBackend:
 
     name = "numpy"
 
-    @staticmethod
-    def _layers(spec, theta):
-        Ws, bs, offset = [], [], 0
-        for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):
-            Ws.append(theta[offset:offset + n_in * n_out].reshape(n_in, n_out))
-            offset += n_in * n_out
-            bs.append(theta[offset:offset + n_out])
-            offset += n_out
-        return Ws, bs
-
     def predict_raw(self, spec, theta, X, chunk=None):
-        Ws, bs = self._layers(spec, theta)
+        Ws, bs = reference.layer_views(theta, spec.sizes)
         with np.errstate(over="ignore", invalid="ignore"):
             Hs = reference.forward(X, Ws, bs, spec.kernel_activations)
         ok = all(np.isfinite(h).all() for h in Hs)
         return Hs[-1], ok
 
     def _loss_and_grad(self, spec, theta, X, y, step):
-        Ws, bs = self._layers(spec, theta)
+        Ws, bs = reference.layer_views(theta, spec.sizes)
         loss, grads = reference.loss_and_gradients(X, y, Ws, bs, spec.kernel_activations,
                                                    spec.loss.name, spec.rates, spec.seed, step)
         flat = np.concatenate([a.ravel() for pair in grads for a in pair])
@@ -102,7 +92,7 @@ class NumpyBackend:
         for s in range(step_begin, step_end):
             rows = perm[s * batch_size:(s + 1) * batch_size]
             t = state["t"] + s - step_begin + 1
-            Ws, bs = self._layers(spec, theta)
+            Ws, bs = reference.layer_views(theta, spec.sizes)
             with np.errstate(over="ignore", invalid="ignore"):
                 Hs, masks = reference.forward_train(X[rows], Ws, bs, spec.kernel_activations,
                                                     spec.rates, spec.seed, t)

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._threads import blas_threads, check_threads
+from . import reference
 from .activations import ACTIVATIONS
 from .backends import get_backend
 from .kernels import losses as _kl
@@ -197,15 +198,9 @@ class Network:
 
     def _bind_views(self):
         """Point every layer's W and b at its slice of ``_theta``."""
-        offset = 0
-        self._views = []
-        for layer in self._dense:
-            layer.W = self._theta[offset:offset + layer.n_in * layer.n_out].reshape(
-                layer.n_in, layer.n_out)
-            offset += layer.n_in * layer.n_out
-            layer.b = self._theta[offset:offset + layer.n_out]
-            offset += layer.n_out
-            self._views.append((layer.W, layer.b))
+        self._views = list(zip(*reference.layer_views(self._theta, self._spec.sizes)))
+        for layer, (W, b) in zip(self._dense, self._views):
+            layer.W, layer.b = W, b
 
     def _sync_params(self):
         """Take in W/b arrays a user assigned since, checking shapes; return theta."""
@@ -327,9 +322,9 @@ class Network:
         """
         out = self._output(self._check_X(X, check_finite=False), X)
         if self.loss.output_activation == "softmax":
-            return _softmax(out)
+            return reference.softmax(out)
         if self.loss.output_activation == "sigmoid":
-            return _sigmoid(out)
+            return reference.sigmoid(out)
         return out
 
     def predict(self, X):
@@ -402,13 +397,7 @@ class Network:
         with blas_threads(self.threads):
             loss, grad = self.backend.loss_and_gradients(spec, theta, X, labels, targets, code,
                                                          dropout_step or 0)
-        grads, offset = [], 0
-        for layer in self._dense:
-            dW = grad[offset:offset + layer.n_in * layer.n_out].reshape(layer.n_in, layer.n_out)
-            offset += layer.n_in * layer.n_out
-            grads.append((dW, grad[offset:offset + layer.n_out]))
-            offset += layer.n_out
-        return float(loss), grads
+        return float(loss), list(zip(*reference.layer_views(grad, spec.sizes)))
 
     # ---- training --------------------------------------------------------
 
@@ -673,23 +662,9 @@ def _check_finite(converted, original, name):
     raise ValueError(f"{name} contains NaN or inf (first at index ({where}))")
 
 
-def _softmax(u):
-    e = np.exp(u - u.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(u):
-    with np.errstate(over="ignore"):
-        return 1 / (1 + np.exp(-u))
-
-
 def _loss_value(code, out, labels, targets, spec):
     """The mean loss of logits/outputs ``out`` (numpy; used once per epoch)."""
-    from . import reference
-
+    y = labels if code == _kl.CE_LABELS else targets.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        if code == _kl.CE_LABELS:
-            return reference.cross_entropy(out.astype(np.float64), labels)[0]
-        y = targets.astype(np.float64)
         return reference.loss_and_delta(spec.loss.name, out.astype(np.float64), y,
                                         spec.kernel_activations[-1])[0]

@@ -120,6 +120,21 @@ def count_correct(loss, out, y):
 
 # ---- the network ----
 
+def layer_views(flat, sizes):
+    """Views ``(Ws, bs)`` of every layer in a flat parameter (or gradient) vector.
+
+    The layout of ``fastnn.kernels.training``: layer by layer, ``W_l`` row-major
+    of shape ``(sizes[l], sizes[l+1])``, then ``b_l``.
+    """
+    Ws, bs, offset = [], [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        Ws.append(flat[offset:offset + n_in * n_out].reshape(n_in, n_out))
+        offset += n_in * n_out
+        bs.append(flat[offset:offset + n_out])
+        offset += n_out
+    return Ws, bs
+
+
 def forward(x, Ws, bs, activations):
     """Outputs ``H_1 .. H_L`` of every layer (``activations`` are names)."""
     Hs = []
