@@ -490,8 +490,9 @@ class _BaseMLP(BaseEstimator):
     # ---- pickling --------------------------------------------------------------------
 
     def __getstate__(self):
-        # The Network is rebuilt from coefs_/intercepts_ on load: pickled as it
-        # is, its layers' W/b would stop being views of its parameter vector.
+        # The Network is rebuilt from coefs_/intercepts_ on load, into fresh
+        # writable arrays: joblib may unpickle arrays as read-only memmaps
+        # (scikit-learn's check_estimators_pickle(readonly_memmap=True)).
         state = dict(super().__getstate__())
         net = state.pop("_net", None)
         if net is not None:
