@@ -20,6 +20,7 @@ from ._config import JIT
 from .blas import gemm
 from .dense import dense_backward_delta, dense_forward, dense_gradients, dense_sgd_step
 from .dropout import dropout_backward, dropout_forward
+from .gather import gather_labels, gather_rows
 from .losses import CE_LABELS, count_correct, output_delta
 from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
 
@@ -190,13 +191,11 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
     for s in range(step_begin, step_end):
         start = s * batch_size
         r = min(batch_size, n_total - start)
-        for i in range(r):
-            src = perm[start + i]
-            xb[i, :] = X[src, :]
-            if loss_code == CE_LABELS:
-                yb[i] = y[src]
-            else:
-                tb[i, :] = T[src, :]
+        gather_rows(X, perm, start, r, xb)
+        if loss_code == CE_LABELS:
+            gather_labels(y, perm, start, r, yb)
+        else:
+            gather_rows(T, perm, start, r, tb)
         x = xb[:r]
         t = t0 + s - step_begin + 1
         ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, t)

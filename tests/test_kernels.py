@@ -15,6 +15,7 @@ from fastnn import reference
 from fastnn.activations import ACTIVATIONS
 from fastnn.kernels import activations as ka
 from fastnn.kernels import dense as kd
+from fastnn.kernels import gather as kg
 from fastnn.kernels import losses as kl
 from fastnn.kernels import optimizers as ko
 from fastnn.kernels import training as kt
@@ -164,6 +165,38 @@ def test_gemm_on_leading_row_slice(dtype, rng):
     _gemm(False, False, 1.0, a[:2], b, 0.0, c[:2])
     assert_close(c[:2], f64(a[:2]) @ f64(b), dtype)
     assert not c[2:].any()
+
+
+# ---- mini-batch gather -------------------------------------------------------------
+
+# (n_rows, n_cols, batch): batches that end inside perm, a partial last batch,
+# rows narrower and wider than a cache line.
+GATHER_CASES = [(10, 3, 4), (9, 37, 4), (5, 1, 5), (40, 200, 7)]
+
+
+@pytest.mark.parametrize("n, m, batch", GATHER_CASES)
+@pytest.mark.parametrize("layout", ["C", "strided"])
+def test_gather_rows_equals_fancy_indexing(dtype, n, m, batch, layout, rng):
+    # Every batch of every step, prefetching past the batch and up to the
+    # end of perm; bit-identical to X[perm[...]] whatever X's strides.
+    X = draw(rng, (n, 2 * m) if layout == "strided" else (n, m), dtype)
+    if layout == "strided":
+        X = X[:, ::2]
+    perm = rng.permutation(n)
+    out = np.full((batch + 1, m), np.nan, dtype)
+    for start in range(0, n, batch):
+        r = min(batch, n - start)
+        kg.gather_rows(X, perm, start, r, out)
+        np.testing.assert_array_equal(out[:r], X[perm[start:start + r]])
+    assert np.isnan(out[batch]).all()       # rows past r untouched
+
+
+def test_gather_labels(dtype, rng):
+    # Labels are int64 whatever the network's dtype.
+    y, perm = rng.integers(0, 9, 11), rng.permutation(11)
+    out = np.full(5, -1, np.int64)
+    kg.gather_labels(y, perm, 8, 3, out)
+    np.testing.assert_array_equal(out, [*y[perm[8:]], -1, -1])
 
 
 # ---- losses ------------------------------------------------------------------------
