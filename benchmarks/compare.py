@@ -352,6 +352,29 @@ def summary_rows(results, args):
     return ["config", "fastnn steady (s)", *(f"fastnn/{p}" for p in peers)], rows
 
 
+def floor_rows(results, args):
+    """t(GEMM bound)/t(peer): the best fastnn/peer any trainer on this BLAS could reach.
+
+    A target ratio below this cell asks for an epoch faster than its matrix
+    products alone. None when the GEMM bound was not measured.
+    """
+    if "gemm" not in args.systems:
+        return None
+    peers = [s for s in args.systems if SYSTEMS[s].kind == "train" and s != "fastnn"]
+    rows = []
+    for config in args.configs:
+        res = results[config]
+        bound = res.get("gemm", {}).get("steady_epoch")
+        rows.append((config, _fmt(bound, ".4f"),
+                     *(_fmt(_ratio(bound, res.get(p, {}).get("steady_epoch")), ".2f")
+                       for p in peers)))
+    return ["config", "GEMM bound (s)", *(f"bound/{p}" for p in peers)], rows
+
+
+FLOOR_TITLE = ("floor: t(GEMM bound)/t(system), the fastnn/system ratio of a trainer with no "
+               "work besides its matrix products")
+
+
 def text_table(head, rows):
     widths = [max(len(str(c)) for c in col) for col in zip(head, *[r for r in rows
                                                                    if len(r) == len(head)])]
@@ -415,8 +438,11 @@ def render_text(results, args, info):
     out += ["", f"predict ({N_PREDICT} samples, median of {args.repeats})",
             text_table(PREDICT_HEAD, predict_rows(results, args))]
     head, rows = summary_rows(results, args)
-    out += ["", "summary: t(fastnn)/t(system), steady epoch", text_table(head, rows),
-            "", LEGEND]
+    out += ["", "summary: t(fastnn)/t(system), steady epoch", text_table(head, rows)]
+    floor = floor_rows(results, args)
+    if floor is not None:
+        out += ["", FLOOR_TITLE, text_table(*floor)]
+    out += ["", LEGEND]
     return "\n".join(out)
 
 
@@ -429,8 +455,11 @@ def render_markdown(results, args, info):
     out += ["", f"**predict on {N_PREDICT} samples** (median of {args.repeats})", "",
             markdown_table(PREDICT_HEAD, predict_rows(results, args))]
     head, rows = summary_rows(results, args)
-    out += ["", "**t(fastnn) / t(system), steady epoch**", "", markdown_table(head, rows),
-            "", LEGEND, ""]
+    out += ["", "**t(fastnn) / t(system), steady epoch**", "", markdown_table(head, rows)]
+    floor = floor_rows(results, args)
+    if floor is not None:
+        out += ["", f"**{FLOOR_TITLE}**", "", markdown_table(*floor)]
+    out += ["", LEGEND, ""]
     return "\n".join(out)
 
 
