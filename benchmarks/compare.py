@@ -352,11 +352,12 @@ def summary_rows(results, args):
     return ["config", "fastnn steady (s)", *(f"fastnn/{p}" for p in peers)], rows
 
 
-def floor_rows(results, args):
+def floor_rows(results, args, key="steady_epoch"):
     """t(GEMM bound)/t(peer): the best fastnn/peer any trainer on this BLAS could reach.
 
-    A target ratio below this cell asks for an epoch faster than its matrix
-    products alone. None when the GEMM bound was not measured.
+    A target ratio below this cell asks for an epoch (``key="steady_epoch"``)
+    or a predict (``"predict_seconds"``) faster than its matrix products
+    alone. None when the GEMM bound was not measured.
     """
     if "gemm" not in args.systems:
         return None
@@ -364,15 +365,17 @@ def floor_rows(results, args):
     rows = []
     for config in args.configs:
         res = results[config]
-        bound = res.get("gemm", {}).get("steady_epoch")
+        bound = res.get("gemm", {}).get(key)
         rows.append((config, _fmt(bound, ".4f"),
-                     *(_fmt(_ratio(bound, res.get(p, {}).get("steady_epoch")), ".2f")
-                       for p in peers)))
-    return ["config", "GEMM bound (s)", *(f"bound/{p}" for p in peers)], rows
+                     *(_fmt(_ratio(bound, res.get(p, {}).get(key)), ".2f") for p in peers)))
+    what = "epoch" if key == "steady_epoch" else "predict"
+    return ["config", f"GEMM bound {what} (s)", *(f"bound/{p}" for p in peers)], rows
 
 
 FLOOR_TITLE = ("floor: t(GEMM bound)/t(system), the fastnn/system ratio of a trainer with no "
                "work besides its matrix products")
+PREDICT_FLOOR_TITLE = (f"predict floor: the same for predict on {N_PREDICT} samples (the "
+                       f"forward products alone)")
 
 
 def text_table(head, rows):
@@ -441,7 +444,8 @@ def render_text(results, args, info):
     out += ["", "summary: t(fastnn)/t(system), steady epoch", text_table(head, rows)]
     floor = floor_rows(results, args)
     if floor is not None:
-        out += ["", FLOOR_TITLE, text_table(*floor)]
+        out += ["", FLOOR_TITLE, text_table(*floor), "", PREDICT_FLOOR_TITLE,
+                text_table(*floor_rows(results, args, "predict_seconds"))]
     out += ["", LEGEND]
     return "\n".join(out)
 
@@ -458,7 +462,9 @@ def render_markdown(results, args, info):
     out += ["", "**t(fastnn) / t(system), steady epoch**", "", markdown_table(head, rows)]
     floor = floor_rows(results, args)
     if floor is not None:
-        out += ["", f"**{FLOOR_TITLE}**", "", markdown_table(*floor)]
+        out += ["", f"**{FLOOR_TITLE}**", "", markdown_table(*floor), "",
+                f"**{PREDICT_FLOOR_TITLE}**", "",
+                markdown_table(*floor_rows(results, args, "predict_seconds"))]
     out += ["", LEGEND, ""]
     return "\n".join(out)
 

@@ -5,14 +5,16 @@ Per step and layer: forward ``H_{l-1} W_l``, weight gradient
 preallocated float32 buffers with the real batch shapes, the partial last
 batch included. No activation, loss, bias or update: a floor under any
 trainer that calls this BLAS.
+
+The predict bound is the same for inference: the forward products of all
+10,000 prediction rows, one product per layer.
 """
 
 import statistics
-import time
 
 import numpy as np
 
-from .common import epoch_flops, steps_per_epoch
+from .common import N_PREDICT, epoch_flops, steps_per_epoch, timed_repeats
 
 
 def _buffers(config, n):
@@ -33,17 +35,23 @@ def _limit(threads):
     return threadpool_limits(threads, user_api="blas")
 
 
-def _measure(epoch, repeats, config, n):
+def _predict_buffers(config):
+    rng = np.random.default_rng(1)
+    H = [rng.random((N_PREDICT, m), dtype=np.float32) for m in config.sizes]
+    W = [rng.random((a, c), dtype=np.float32) - 0.5
+         for a, c in zip(config.sizes[:-1], config.sizes[1:])]
+    return H, W
+
+
+def _measure(epoch, predict, repeats, config, n):
     epoch()                                   # compile / first touch
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        epoch()
-        times.append(time.perf_counter() - start)
+    times = timed_repeats(epoch, repeats)
     seconds = statistics.median(times)
     flops = epoch_flops(config.sizes, n)
+    predict()
     return dict(steady_epoch=seconds, times=times, steps=steps_per_epoch(n, config.batch_size),
-                gflop_per_epoch=flops / 1e9, gflops=flops / seconds / 1e9)
+                gflop_per_epoch=flops / 1e9, gflops=flops / seconds / 1e9,
+                predict_seconds=float(statistics.median(timed_repeats(predict, repeats))))
 
 
 def run_scipy(config, data, opts):
@@ -65,11 +73,18 @@ def run_scipy(config, data, opts):
                 if l > 0:
                     gemm(False, True, 1.0, D[l][:r], W[l], 0.0, D[l - 1][:r])
 
+    @njit
+    def predict_products(H, W):
+        for l in range(len(W)):
+            gemm(False, False, 1.0, H[l], W[l], 0.0, H[l + 1])
+
     n = data["X_train"].shape[0]
     b, H, D, W, dW = _buffers(config, n)
     H, D, W, dW = List(H), List(D), List(W), List(dW)
+    HP, WP = (List(a) for a in _predict_buffers(config))
     with _limit(opts.threads):
-        return _measure(lambda: epoch_products(H, D, W, dW, n, b), opts.repeats, config, n)
+        return _measure(lambda: epoch_products(H, D, W, dW, n, b),
+                        lambda: predict_products(HP, WP), opts.repeats, config, n)
 
 
 def run_numpy(config, data, opts):
@@ -88,5 +103,11 @@ def run_numpy(config, data, opts):
                 if l > 0:
                     np.matmul(D[l][:r], W[l].T, out=D[l - 1][:r])
 
+    HP, WP = _predict_buffers(config)
+
+    def predict_products():
+        for l in range(L):
+            np.matmul(HP[l], WP[l], out=HP[l + 1])
+
     with _limit(opts.threads):
-        return _measure(epoch_products, opts.repeats, config, n)
+        return _measure(epoch_products, predict_products, opts.repeats, config, n)
