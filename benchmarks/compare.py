@@ -339,17 +339,22 @@ def predict_rows(results, args):
     return rows
 
 
-def summary_rows(results, args):
-    """One row per config: fastnn's steady epoch and t(fastnn)/t(peer) for each peer."""
-    peers = [s for s in args.systems if s != "fastnn"]
+def _ratio_rows(results, args, base, peers, key):
+    """Per config: ``base``'s time under ``key`` and t(base)/t(peer) for each peer."""
     rows = []
     for config in args.configs:
         res = results[config]
-        base = res.get("fastnn", {}).get("steady_epoch")
-        rows.append((config, _fmt(base, ".4f"),
-                     *(_fmt(_ratio(base, res.get(p, {}).get("steady_epoch")), ".2f")
-                       for p in peers)))
-    return ["config", "fastnn steady (s)", *(f"fastnn/{p}" for p in peers)], rows
+        t = res.get(base, {}).get(key)
+        rows.append((config, _fmt(t, ".4f"),
+                     *(_fmt(_ratio(t, res.get(p, {}).get(key)), ".2f") for p in peers)))
+    return rows
+
+
+def summary_rows(results, args):
+    """One row per config: fastnn's steady epoch and t(fastnn)/t(peer) for each peer."""
+    peers = [s for s in args.systems if s != "fastnn"]
+    return (["config", "fastnn steady (s)", *(f"fastnn/{p}" for p in peers)],
+            _ratio_rows(results, args, "fastnn", peers, "steady_epoch"))
 
 
 def floor_rows(results, args, key="steady_epoch"):
@@ -362,14 +367,9 @@ def floor_rows(results, args, key="steady_epoch"):
     if "gemm" not in args.systems:
         return None
     peers = [s for s in args.systems if SYSTEMS[s].kind == "train" and s != "fastnn"]
-    rows = []
-    for config in args.configs:
-        res = results[config]
-        bound = res.get("gemm", {}).get(key)
-        rows.append((config, _fmt(bound, ".4f"),
-                     *(_fmt(_ratio(bound, res.get(p, {}).get(key)), ".2f") for p in peers)))
     what = "epoch" if key == "steady_epoch" else "predict"
-    return ["config", f"GEMM bound {what} (s)", *(f"bound/{p}" for p in peers)], rows
+    return (["config", f"GEMM bound {what} (s)", *(f"bound/{p}" for p in peers)],
+            _ratio_rows(results, args, "gemm", peers, key))
 
 
 FLOOR_TITLE = ("floor: t(GEMM bound)/t(system), the fastnn/system ratio of a trainer with no "
