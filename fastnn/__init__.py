@@ -7,13 +7,13 @@
 from . import callbacks, datasets
 from .callbacks import EarlyStopping
 from .io import ModelFileError, load, read_header, save
-from .layers import Dense, Dropout
+from .layers import Dense, Dropout, Rescaling
 from .network import History, Network
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .warmup import warmup
 
 __version__ = "0.1.0"
 
-__all__ = ["Dense", "Dropout", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
+__all__ = ["Dense", "Dropout", "Rescaling", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
            "callbacks", "datasets", "EarlyStopping", "warmup", "save", "load", "read_header",
            "ModelFileError", "__version__"]

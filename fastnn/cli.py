@@ -403,14 +403,20 @@ def _architecture(layers, loss):
     dense = [l for l in layers if "n_out" in l]
     parts = [str(dense[0]["n_in"])]
     for layer in layers[:-1]:
-        parts.append(f"dropout {layer['dropout']:g}" if "dropout" in layer
-                     else f"{layer['n_out']} {layer['activation']}")
+        if "scale" in layer:
+            parts.append(f"rescale x*{layer['scale']:g}+{layer['offset']:g}")
+        elif "dropout" in layer:
+            parts.append(f"dropout {layer['dropout']:g}")
+        else:
+            parts.append(f"{layer['n_out']} {layer['activation']}")
     out = get_loss(loss).output_activation or layers[-1]["activation"]
     parts.append(f"{layers[-1]['n_out']} {out}")
     return " -> ".join(parts)
 
 
 def _layer_line(layer):
+    if "scale" in layer:
+        return f"Rescaling({layer['scale']!r}, offset={layer['offset']!r})"
     if "dropout" in layer:
         return f"Dropout({layer['dropout']!r})"
     count = layer["n_in"] * layer["n_out"] + layer["n_out"]

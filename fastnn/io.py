@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .layers import Dense, Dropout
+from .layers import Dense, Dropout, Rescaling
 from .network import Network
 from .optimizers import OPTIMIZERS, get_optimizer
 
@@ -66,6 +66,10 @@ _LAYER_TYPES = {
         lambda l: {"dropout": l.rate},
         lambda d: Dropout(d["dropout"]),
         {"dropout": _number}),
+    Rescaling: _LayerType(
+        lambda l: {"scale": l.scale, "offset": l.offset},
+        lambda d: Rescaling(d["scale"], d["offset"]),
+        {"scale": _number, "offset": _number}),
 }
 
 
@@ -146,8 +150,9 @@ def save(net, path, include_optimizer=False):
 def layer_configs(net):
     """``net.layers`` as JSON-ready dicts, in order.
 
-    A Dense layer is ``{"n_in": int, "n_out": int, "activation": str}`` and a
-    Dropout layer ``{"dropout": rate}``.
+    A Dense layer is ``{"n_in": int, "n_out": int, "activation": str}``, a
+    Dropout layer ``{"dropout": rate}`` and a Rescaling layer
+    ``{"scale": float, "offset": float}``.
     """
     configs = []
     for layer in net.layers:
@@ -320,7 +325,8 @@ def _parse_header(name, arrays):
     for i, layer in enumerate(layers):
         if not any(_matches(layer, t.fields) for t in _LAYER_TYPES.values()):
             raise ModelFileError(f"{name}: layer {i} must be {{'n_in': int >= 1, 'n_out': "
-                                 f"int >= 1, 'activation': str}} or {{'dropout': number}}, "
+                                 f"int >= 1, 'activation': str}}, {{'dropout': number}} or "
+                                 f"{{'scale': number, 'offset': number}}, "
                                  f"got {layer!r}")
     need("loss", str, "a string")
     if need("dtype", str, "a string") not in _DTYPES:

@@ -1,5 +1,6 @@
 """Layers: plain objects holding learned numpy arrays."""
 
+import math
 import numbers
 
 from .activations import check_activation_name
@@ -58,3 +59,34 @@ class Dropout:
 
     def __repr__(self):
         return f"Dropout({self.rate!r})"
+
+
+class Rescaling:
+    """A fixed input transform ``x * scale + offset`` (Keras's ``Rescaling``).
+
+    Only allowed as the first layer of a :class:`~fastnn.Network`. It has no
+    learned parameters and is saved with the model, so a network trained on
+    raw pixels with ``Rescaling(1 / 255)`` predicts from raw pixels too.
+
+    The value is computed in the network's dtype without a fused
+    multiply-add: ``x`` is converted to the dtype (exact for 8- and 16-bit
+    integers), multiplied by ``scale`` rounded to the dtype, and ``offset``
+    rounded to the dtype is added. So ``Rescaling(s, o)`` on uint8 ``X`` gives
+    bit-identically what ``X.astype(dtype) * dtype(s) + dtype(o)`` gives in numpy.
+
+    Parameters
+    ----------
+    scale : float
+    offset : float, default 0.0
+    """
+
+    def __init__(self, scale, offset=0.0):
+        for name, value in (("scale", scale), ("offset", offset)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value):
+                raise ValueError(f"Rescaling {name} must be a finite number, got {value!r}")
+        self.scale = float(scale)
+        self.offset = float(offset)
+
+    def __repr__(self):
+        return f"Rescaling({self.scale!r}, offset={self.offset!r})"

@@ -14,7 +14,7 @@ from .activations import ACTIVATIONS
 from .backends import get_backend
 from .kernels import losses as _kl
 from .kernels import training as _kt
-from .layers import Dense, Dropout
+from .layers import Dense, Dropout, Rescaling
 from .losses import get_loss
 from .optimizers import SGD, Optimizer
 from .progress import Progress
@@ -57,9 +57,10 @@ class Network:
 
     Parameters
     ----------
-    layers : list of Dense and Dropout
+    layers : list of Dense, Dropout and Rescaling
         Consecutive Dense layers (each ``n_in`` equal to the previous
-        ``n_out``), optionally with a Dropout after any hidden Dense layer.
+        ``n_out``), optionally with a Dropout after any hidden Dense layer
+        and a Rescaling (``x * scale + offset``) first.
     loss : {"cross_entropy", "binary_cross_entropy", "mse"}
         The loss owns the output activation: cross-entropy fuses softmax and
         binary cross-entropy fuses sigmoid, so their last layer must be
@@ -84,8 +85,13 @@ class Network:
                  backend="numba", threads=None):
         all_layers = list(layers) if not isinstance(layers, Dense) else [layers]
         rates = []
+        self.rescaling = None
         for i, layer in enumerate(all_layers):
-            if isinstance(layer, Dropout):
+            if isinstance(layer, Rescaling):
+                if i != 0:
+                    raise ValueError(f"Rescaling (layer {i}) must be the first layer")
+                self.rescaling = layer
+            elif isinstance(layer, Dropout):
                 if i == 0 or not isinstance(all_layers[i - 1], Dense):
                     raise ValueError(f"Dropout (layer {i}) must follow a Dense layer")
                 if i == len(all_layers) - 1:
@@ -95,7 +101,8 @@ class Network:
             elif isinstance(layer, Dense):
                 rates.append(0.0)
             else:
-                raise TypeError(f"layer {i} is {type(layer).__name__}, expected Dense or Dropout")
+                raise TypeError(f"layer {i} is {type(layer).__name__}, expected Dense, Dropout "
+                                f"or Rescaling")
         layers = [layer for layer in all_layers if isinstance(layer, Dense)]
         if not layers:
             raise ValueError("a Network needs at least one Dense layer")
@@ -252,6 +259,10 @@ class Network:
             out = np.ascontiguousarray(arr, dtype=self.dtype)
         if check_finite:
             _check_finite(out, arr, name)
+        if self.rescaling is not None:
+            dt = self.dtype.type
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = out * dt(self.rescaling.scale) + dt(self.rescaling.offset)
         return out
 
     def _check_y(self, y, n):
