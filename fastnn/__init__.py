@@ -6,9 +6,11 @@
 
 from . import callbacks, datasets
 from .callbacks import EarlyStopping
-from .io import ModelFileError, load, read_header, save
+from .fileformat import ModelFileError
+from .io import load, read_header, save
 from .layers import Dense, Dropout, Rescaling
-from .network import History, Network
+from .network import Network
+from .training import History
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .warmup import warmup
 

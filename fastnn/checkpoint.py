@@ -7,12 +7,12 @@ and the number of finished epochs. ``Network.fit(checkpoint=...)`` writes it;
 ``Network.fit(resume=...)`` continues from it.
 """
 
-import json
 import os
 
 import numpy as np
 
-from .io import ModelFileError, _read_arrays, _sha256, _write_atomic, layer_configs
+from .fileformat import (ModelFileError, decode_header, encode_header, layer_configs,
+                         params_sha256, read_arrays, write_atomic)
 
 FORMAT_NAME = "fastnn-checkpoint"
 FORMAT_VERSION = 1
@@ -50,10 +50,10 @@ def save_checkpoint(path, net, optimizer, callbacks, history, *, epoch, batch_si
         "shuffle_rng": net._shuffle_rng.bit_generator.state,
         "history": {"epoch": list(history.epoch), "history": history.history},
         "callbacks": callback_states,
-        "params_sha256": _sha256(params),
+        "params_sha256": params_sha256(params),
     }
-    arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-    _write_atomic(path, arrays)
+    arrays["header"] = encode_header(header)
+    write_atomic(path, arrays)
 
 
 def read_checkpoint(path):
@@ -61,16 +61,16 @@ def read_checkpoint(path):
     name = os.fspath(path)
     if not os.path.exists(name):
         raise FileNotFoundError(f"checkpoint not found: {name}")
-    arrays = _read_arrays(name)
+    arrays = read_arrays(name)
+    header = decode_header(name, arrays)
     try:
-        header = json.loads(arrays["header"].tobytes().decode("utf-8"))
         if header["format"] != FORMAT_NAME:
             raise ModelFileError(f"{name}: not a fastnn checkpoint (format {header['format']!r})")
         if header["format_version"] != FORMAT_VERSION:
             raise ModelFileError(f"{name}: checkpoint format version {header['format_version']!r}"
                                  f" is not supported; this fastnn reads version {FORMAT_VERSION}")
         params = arrays["params"]
-        if _sha256(params) != header["params_sha256"]:
+        if params_sha256(params) != header["params_sha256"]:
             raise ModelFileError(f"{name}: parameter checksum mismatch (corrupted checkpoint)")
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ModelFileError):

@@ -16,17 +16,13 @@ Files are always read with ``np.load(path, allow_pickle=False)``, so loading a
 model file never runs code from it.
 """
 
-import hashlib
-import json
 import os
-import tempfile
-import zipfile
-import zlib
-from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .layers import Dense, Dropout, Rescaling
+from .fileformat import (LAYER_CONFIG_FORMS, ModelFileError, decode_header, encode_header,
+                         is_a, layer_configs, layer_from_config, params_sha256, read_arrays,
+                         valid_layer_config, write_atomic)
 from .network import Network
 from .optimizers import OPTIMIZERS, get_optimizer
 
@@ -36,45 +32,8 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "layer_configs", "
 FORMAT_NAME = "fastnn"
 FORMAT_VERSION = 1
 
-_ZIP_MAGIC = b"PK\x03\x04"
 _STATE_KEYS = ("opt_s1", "opt_s2")
 _DTYPES = ("float32", "float64")
-
-
-def _positive_int(value):
-    return _is_a(value, int) and value >= 1
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class _LayerType(NamedTuple):
-    to_config: Callable     # layer -> JSON dict
-    from_config: Callable   # JSON dict -> layer
-    fields: dict            # the dict's keys -> check of the value
-
-
-#: The layer classes a model file can hold.
-_LAYER_TYPES = {
-    Dense: _LayerType(
-        lambda l: {"n_in": l.n_in, "n_out": l.n_out, "activation": l.activation},
-        lambda d: Dense(d["n_in"], d["n_out"], d["activation"]),
-        {"n_in": _positive_int, "n_out": _positive_int,
-         "activation": lambda v: isinstance(v, str)}),
-    Dropout: _LayerType(
-        lambda l: {"dropout": l.rate},
-        lambda d: Dropout(d["dropout"]),
-        {"dropout": _number}),
-    Rescaling: _LayerType(
-        lambda l: {"scale": l.scale, "offset": l.offset},
-        lambda d: Rescaling(d["scale"], d["offset"]),
-        {"scale": _number, "offset": _number}),
-}
-
-
-class ModelFileError(ValueError):
-    """A model file is not a valid fastnn model; the message names the file and the problem."""
 
 
 # ----------------------------------------------------------------------------
@@ -122,7 +81,7 @@ def save(net, path, include_optimizer=False):
         "dtype": net.dtype.name,
         "seed": net.seed,
         "n_params": int(params.size),
-        "params_sha256": _sha256(params),
+        "params_sha256": params_sha256(params),
         "optimizer": None,
     }
     arrays = {"params": params}
@@ -142,73 +101,8 @@ def save(net, path, include_optimizer=False):
             arrays["opt_s1"] = np.ascontiguousarray(state["s1"], dtype=net.dtype)
             arrays["opt_s2"] = np.ascontiguousarray(state["s2"], dtype=net.dtype)
         header["shuffle_rng"] = net._shuffle_rng.bit_generator.state
-    text = json.dumps(header, indent=1, allow_nan=False)
-    arrays["header"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    _write_atomic(path, arrays)
-
-
-def layer_configs(net):
-    """``net.layers`` as JSON-ready dicts, in order.
-
-    A Dense layer is ``{"n_in": int, "n_out": int, "activation": str}``, a
-    Dropout layer ``{"dropout": rate}`` and a Rescaling layer
-    ``{"scale": float, "offset": float}``.
-    """
-    configs = []
-    for layer in net.layers:
-        if type(layer) not in _LAYER_TYPES:
-            raise TypeError(f"cannot save layer {layer!r}: only "
-                            f"{', '.join(c.__name__ for c in _LAYER_TYPES)} layers are supported")
-        configs.append(_LAYER_TYPES[type(layer)].to_config(layer))
-    return configs
-
-
-def _sha256(params):
-    """SHA-256 of the parameters' little-endian bytes (so it is platform independent)."""
-    canonical = np.ascontiguousarray(params, dtype=params.dtype.newbyteorder("<"))
-    return hashlib.sha256(canonical.tobytes()).hexdigest()
-
-
-def _write_atomic(path, arrays):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _new_file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def _new_file_mode(path):
-    """The existing file's mode, else what ``open(path, "w")`` would give (mkstemp uses 0600)."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_dir(folder):
-    """Make the rename itself durable where the OS allows it (POSIX)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    arrays["header"] = encode_header(header, indent=1, allow_nan=False)
+    write_atomic(path, arrays)
 
 
 # ----------------------------------------------------------------------------
@@ -260,50 +154,19 @@ def _read(path, backend, threads):
         raise FileNotFoundError(f"model file not found: {name}")
     if os.path.isdir(name):
         raise IsADirectoryError(f"{name} is a directory, not a model file")
-    arrays = _read_arrays(name)
+    arrays = read_arrays(name)
     header = _parse_header(name, arrays)
     _check_keys(name, header, arrays)
     params = _check_array(name, arrays, "params", header)
-    if _sha256(params) != header["params_sha256"]:
+    if params_sha256(params) != header["params_sha256"]:
         raise ModelFileError(f"{name}: parameter checksum mismatch: the parameters are "
                              "corrupted or were edited")
     net = _build(name, header, params, arrays, backend, threads)
     return header, net
 
 
-def _read_arrays(name):
-    """Every member of the archive, read with ``allow_pickle=False``."""
-    with open(name, "rb") as handle:
-        magic = handle.read(len(_ZIP_MAGIC))
-    if magic != _ZIP_MAGIC:
-        raise ModelFileError(f"{name}: not a fastnn model file (not an .npz/zip archive)")
-    arrays = {}
-    try:
-        with np.load(name, allow_pickle=False) as archive:
-            for key in archive.files:
-                arrays[key] = archive[key]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise ModelFileError(f"{name}: contains pickled objects; refusing to load") from None
-        raise ModelFileError(f"{name}: corrupted array data ({exc})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, NotImplementedError,
-            OverflowError, MemoryError) as exc:
-        raise ModelFileError(f"{name}: truncated or corrupted file ({exc})") from None
-    return arrays
-
-
 def _parse_header(name, arrays):
-    raw = arrays.get("header")
-    if raw is None:
-        raise ModelFileError(f"{name}: not a fastnn model file (no 'header' array)")
-    if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ModelFileError(f"{name}: 'header' must be a 1-D uint8 array")
-    try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ModelFileError(f"{name}: header is not valid UTF-8 JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{name}: header must be a JSON object")
+    header = decode_header(name, arrays)
     if header.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{name}: not a fastnn model file (format "
                              f"{header.get('format')!r}, expected {FORMAT_NAME!r})")
@@ -314,7 +177,7 @@ def _parse_header(name, arrays):
 
     def need(key, kind, what):
         value = header.get(key)
-        if not _is_a(value, kind):
+        if not is_a(value, kind):
             raise ModelFileError(f"{name}: header field {key!r} must be {what}, got {value!r}")
         return value
 
@@ -323,10 +186,8 @@ def _parse_header(name, arrays):
     if not layers:
         raise ModelFileError(f"{name}: header field 'layers' must be a non-empty list")
     for i, layer in enumerate(layers):
-        if not any(_matches(layer, t.fields) for t in _LAYER_TYPES.values()):
-            raise ModelFileError(f"{name}: layer {i} must be {{'n_in': int >= 1, 'n_out': "
-                                 f"int >= 1, 'activation': str}}, {{'dropout': number}} or "
-                                 f"{{'scale': number, 'offset': number}}, "
+        if not valid_layer_config(layer):
+            raise ModelFileError(f"{name}: layer {i} must be {LAYER_CONFIG_FORMS}, "
                                  f"got {layer!r}")
     need("loss", str, "a string")
     if need("dtype", str, "a string") not in _DTYPES:
@@ -345,24 +206,13 @@ def _parse_header(name, arrays):
                              "digits")
     opt = header.get("optimizer")
     if opt is not None:
-        if not (isinstance(opt, dict) and _is_a(opt.get("name"), str)
+        if not (isinstance(opt, dict) and is_a(opt.get("name"), str)
                 and isinstance(opt.get("config"), dict)
-                and (opt.get("t") is None or (_is_a(opt["t"], int) and opt["t"] >= 0))):
+                and (opt.get("t") is None or (is_a(opt["t"], int) and opt["t"] >= 0))):
             raise ModelFileError(f"{name}: header field 'optimizer' must be null or "
                                  f"{{'name': str, 'config': dict, 't': int >= 0 or null}}, "
                                  f"got {opt!r}")
     return header
-
-
-def _matches(entry, fields):
-    """Whether a layer entry has exactly ``fields`` (name -> check) and each passes."""
-    return (isinstance(entry, dict) and set(entry) == set(fields)
-            and all(check(entry[key]) for key, check in fields.items()))
-
-
-def _is_a(value, kind):
-    """Strict JSON typing: bool is not an int."""
-    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
 
 def _check_keys(name, header, arrays):
@@ -394,8 +244,7 @@ def _check_array(name, arrays, key, header):
 
 def _build(name, header, params, arrays, backend, threads):
     try:
-        layers = [next(t.from_config for t in _LAYER_TYPES.values()
-                       if _matches(entry, t.fields))(entry) for entry in header["layers"]]
+        layers = [layer_from_config(entry) for entry in header["layers"]]
         net = Network(layers, loss=header["loss"], dtype=header["dtype"], seed=header["seed"],
                       backend=backend, threads=threads)
     except (ValueError, TypeError) as exc:

@@ -2,14 +2,12 @@
 
 import copy
 import math
-import time
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from ._threads import blas_threads, check_threads
-from . import reference
+from . import reference, training
 from .activations import ACTIVATIONS
 from .backends import get_backend
 from .kernels import losses as _kl
@@ -17,7 +15,6 @@ from .kernels import training as _kt
 from .layers import Dense, Dropout, Rescaling
 from .losses import get_loss
 from .optimizers import SGD, Optimizer
-from .progress import Progress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 HE_INIT = ("relu", "leaky_relu")
@@ -33,23 +30,6 @@ class NetSpec(NamedTuple):
     kernel_activations: tuple        # the same as names (fused output -> identity)
     loss: object                     # fastnn.losses.Loss
     dtype: np.dtype
-
-
-class History:
-    """Per-epoch training records: ``history`` maps a name to a list, one value per epoch."""
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-
-    def append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            if key != "epoch":
-                self.history.setdefault(key, []).append(value)
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
 class Network:
@@ -357,8 +337,15 @@ class Network:
             return (out > 0).astype(np.int64)
         return out
 
-    def evaluate(self, X, y):
+    def evaluate(self, X, y, sample_weight=None):
         """Mean loss over ``(X, y)`` and, for classification, the accuracy.
+
+        Parameters
+        ----------
+        X, y : as for :meth:`fit`
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples: the loss is ``sum w_i l_i / sum w_i`` and
+            the accuracy the weighted fraction of correct predictions.
 
         Returns
         -------
@@ -367,21 +354,52 @@ class Network:
             of correct labels) and binary cross-entropy (fraction of correct
             label entries).
         """
-        X = self._check_X(X)
-        labels, targets, code = self._check_y(y, X.shape[0])
-        out = self._output(X)
-        return self._metrics(out, labels, targets, code)
+        data = self._check_data(X, y, sample_weight)
+        return self._metrics(self._output(data.X), data)
 
-    def _metrics(self, out, labels, targets, code):
-        result = {"loss": float(_loss_value(code, out, labels, targets, self._spec))}
+    def _check_data(self, X, y, sample_weight=None, name="X"):
+        """Checked ``(X, y, sample_weight)`` as a :class:`training.TrainingData`."""
+        X = self._check_X(X, name=name)
+        labels, targets, code = self._check_y(y, X.shape[0])
+        weights = _check_weights(sample_weight, X.shape[0])
+        return training.TrainingData(X, labels, targets, code, weights)
+
+    def _correct(self, out, data):
+        """Per sample, the fraction of its predictions that are right."""
         if self.loss.name == "cross_entropy":
-            truth = labels if code == _kl.CE_LABELS else targets.argmax(axis=1)
-            result["accuracy"] = float(np.mean(out.argmax(axis=1) == truth))
-        elif self.loss.name == "binary_cross_entropy":
-            result["accuracy"] = float(np.mean((out > 0) == (targets > 0.5)))
+            truth = data.labels if data.code == _kl.CE_LABELS else data.targets.argmax(axis=1)
+            return (out.argmax(axis=1) == truth).astype(np.float64)
+        return ((out > 0) == (data.targets > 0.5)).mean(axis=1)
+
+    def _metrics(self, out, data):
+        """``{"loss", "accuracy"}`` of the last layer's output ``out`` for ``data``."""
+        weights = data.weights if data.weights.shape[0] else None
+        y = data.labels if data.code == _kl.CE_LABELS else data.targets.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = reference.loss_and_delta(self.loss.name, out.astype(np.float64), y,
+                                            self._spec.kernel_activations[-1], weights)[0]
+        result = {"loss": float(loss)}
+        if self.loss.classification:
+            if weights is None and self.loss.name == "cross_entropy":
+                result["accuracy"] = float(np.mean(self._correct(out, data)))
+            elif weights is None:
+                result["accuracy"] = float(np.mean((out > 0) == (data.targets > 0.5)))
+            else:
+                result["accuracy"] = float(weights @ self._correct(out, data) / weights.sum())
         return result
 
-    def loss_and_gradients(self, X, y, dropout_step=None):
+    def _metric_sums(self, out, data):
+        """``(sum w_i l_i, sum w_i correct_i, sum w_i)``: :meth:`_metrics` before dividing."""
+        weights = data.weights if data.weights.shape[0] else np.ones(data.n)
+        y = data.labels if data.code == _kl.CE_LABELS else data.targets.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = reference.loss_and_delta(self.loss.name, out.astype(np.float64), y,
+                                            self._spec.kernel_activations[-1], weights,
+                                            norm=1.0)[0]
+        correct = weights @ self._correct(out, data) if self.loss.classification else 0.0
+        return float(loss), float(correct), float(weights.sum())
+
+    def loss_and_gradients(self, X, y, dropout_step=None, sample_weight=None):
         """The loss of ``(X, y)`` as one batch and the gradients the trainer uses.
 
         Parameters
@@ -390,6 +408,8 @@ class Network:
         dropout_step : int, optional
             Apply the Dropout layers with the masks of this optimizer step
             (a fixed mask, for gradient checks); by default no dropout.
+        sample_weight : array-like of shape (n_samples,), optional
+            The loss is ``sum w_i l_i / sum w_i`` (see :meth:`fit`).
 
         Returns
         -------
@@ -397,24 +417,26 @@ class Network:
         grads : list of (dW, db)
             ``dW`` of shape (n_in, n_out) and ``db`` of shape (n_out,) per layer.
         """
-        X = self._check_X(X)
-        labels, targets, code = self._check_y(y, X.shape[0])
+        data = self._check_data(X, y, sample_weight)
         theta = self._sync_params()
         spec = self._spec
         if dropout_step is None:
             spec = spec._replace(rates=np.zeros(0))
         else:
             dropout_step = _check_int("dropout_step", dropout_step, minimum=0)
+        weights = data.weights if data.weights.shape[0] else None
         with blas_threads(self.threads):
-            loss, grad = self.backend.loss_and_gradients(spec, theta, X, labels, targets, code,
-                                                         dropout_step or 0)
+            loss, grad = self.backend.loss_and_gradients(spec, theta, data.X, data.labels,
+                                                         data.targets, data.code,
+                                                         dropout_step or 0, weights)
         return float(loss), list(zip(*reference.layer_views(grad, spec.sizes)))
 
     # ---- training --------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, shuffle=True, verbose=1,
             validation_data=None, validation_split=0.0, callbacks=(), on_nonfinite="raise",
-            checkpoint=None, checkpoint_every=1, resume=None):
+            checkpoint=None, checkpoint_every=1, resume=None, distributed=None,
+            sample_weight=None):
         """Train with mini-batches; each epoch is ceil(n / batch_size) steps.
 
         Parameters
@@ -428,6 +450,7 @@ class Network:
         epochs : int
         batch_size : int
             The last batch of an epoch may be smaller; it counts as a step.
+            Under ``distributed`` it is the global batch, split across ranks.
         optimizer : Optimizer, default SGD(lr=0.01)
             Kept (with its state) for later calls to ``fit``.
         shuffle : bool
@@ -435,7 +458,7 @@ class Network:
         verbose : {0, 1}
             1 prints per-epoch progress (a bar on a terminal, one line per
             epoch otherwise); 0 is silent.
-        validation_data : (X_val, y_val), optional
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
             Evaluated after every epoch into ``val_loss`` (and ``val_accuracy``).
         validation_split : float in [0, 1)
             Hold out the last fraction of ``(X, y)`` (as given, before any
@@ -461,113 +484,56 @@ class Network:
             Continue from a checkpoint written by ``checkpoint=``: ``epochs``
             is the total, so a resumed run ends exactly where an uninterrupted
             one would, with bit-identical weights (same seed and threads).
+        distributed : None, "mpi" or an mpi4py communicator
+            Data-parallel training over MPI ranks (see :mod:`fastnn.distributed`):
+            every rank calls ``fit`` with the same arguments; each computes its
+            share of every batch and the gradients are summed. None trains
+            in this process alone (mpi4py is never imported).
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights: a batch's loss is ``sum w_i l_i / sum w_i``.
 
         Returns
         -------
         History
             ``.history["loss"]`` holds one mean training loss per epoch.
         """
-        X = self._check_X(X)
-        labels, targets, code = self._check_y(y, X.shape[0])
-        if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if validation_split and validation_data is None:
-            n_val = int(round(X.shape[0] * validation_split))
-            if n_val < 1 or n_val >= X.shape[0]:
-                raise ValueError(f"validation_split={validation_split} leaves no training or "
-                                 f"no validation samples out of {X.shape[0]}")
-            cut = X.shape[0] - n_val
-            y_all = labels if code == _kl.CE_LABELS else targets
-            validation_data = (X[cut:], y_all[cut:])
-            X, labels, targets = X[:cut], labels[:cut], targets[:cut]
-        n = X.shape[0]
-        epochs = _check_int("epochs", epochs, minimum=0)
-        batch_size = _check_int("batch_size", batch_size, minimum=1)
-        batch_size = min(batch_size, n)
-        if optimizer is None:
-            optimizer = self.optimizer if self.optimizer is not None else SGD(lr=0.01)
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastnn optimizer, got {type(optimizer).__name__}")
-        if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = self._check_X(validation_data[0], name="validation X")
-            val = (Xv, *self._check_y(validation_data[1], Xv.shape[0]))
-        else:
-            val = None
-        if on_nonfinite not in ("raise", "stop"):
-            raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
-        checkpoint_every = _check_int("checkpoint_every", checkpoint_every, minimum=1)
+        strategy = training.get_strategy(distributed)
+        with strategy.collective():
+            data = self._check_data(X, y, sample_weight)
+            if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+                raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+            validation = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or \
+                        len(validation_data) not in (2, 3):
+                    raise ValueError("validation_data must be a pair (X_val, y_val) or a "
+                                     "triple (X_val, y_val, sample_weight_val)")
+                validation = self._check_data(*validation_data, name="validation X")
+            elif validation_split:
+                n_val = int(round(data.n * validation_split))
+                if n_val < 1 or n_val >= data.n:
+                    raise ValueError(f"validation_split={validation_split} leaves no training "
+                                     f"or no validation samples out of {data.n}")
+                cut = data.n - n_val
+                data, validation = data.rows(0, cut), data.rows(cut, data.n)
+            epochs = _check_int("epochs", epochs, minimum=0)
+            batch_size = min(_check_int("batch_size", batch_size, minimum=1), data.n)
+            if optimizer is None:
+                optimizer = self.optimizer if self.optimizer is not None else SGD(lr=0.01)
+            if not isinstance(optimizer, Optimizer):
+                raise TypeError(f"optimizer must be a fastnn optimizer, got "
+                                f"{type(optimizer).__name__}")
+            if on_nonfinite not in ("raise", "stop"):
+                raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
+            checkpoint_every = _check_int("checkpoint_every", checkpoint_every, minimum=1)
         self.optimizer = optimizer
-        theta = self._sync_params()
-        optimizer.init_state(theta.size, self.dtype)
-        callbacks = list(callbacks)
-        history = History()
-        for callback in callbacks:
-            if hasattr(callback, "on_train_begin"):
-                callback.on_train_begin(self)
-        first_epoch = 0
-        if resume is not None:
-            from .checkpoint import restore_checkpoint
-
-            first_epoch = restore_checkpoint(resume, self, optimizer, callbacks, history,
-                                             batch_size=batch_size, n_samples=n)
-        steps = -(-n // batch_size)
-        run = _EpochRunner(self, X, labels, targets, code, batch_size, steps, optimizer)
-        progress = Progress(verbose, epochs)
-        self.stop_training = False
-        self.history = history
         with blas_threads(self.threads):
-            for epoch in range(first_epoch, epochs):
-                start = time.perf_counter()
-                perm = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
-                progress.start_epoch(epoch, steps)
-                failed_step = run.epoch(perm, progress, start)
-                if failed_step is not None:
-                    progress.close()
-                    history.nonfinite = {"epoch": epoch, "step": failed_step}
-                    message = (f"training diverged: non-finite loss, activations or weights at "
-                               f"epoch {epoch + 1}, step {failed_step + 1}; the network keeps "
-                               f"the last finite weights (from before that step)")
-                    big = float(np.abs(X).max())
-                    if big > 1e15:
-                        message += f"; note max |X| = {big:.3g}, too large: scale the inputs"
-                    if on_nonfinite == "raise":
-                        error = FloatingPointError(message)
-                        error.history = history
-                        raise error
-                    warnings.warn(message, RuntimeWarning, stacklevel=2)
-                    break
-                seconds = time.perf_counter() - start
-                logs = {"epoch": epoch, "loss": run.mean_loss()}
-                if self.loss.classification:
-                    logs["accuracy"] = run.accuracy()
-                if val is not None:
-                    logs.update(_prefixed("val_", self._metrics_on(*val)))
-                logs["lr"] = optimizer.lr
-                logs["seconds"] = seconds
-                logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
-                history.append(epoch, logs)
-                progress.end_epoch(logs)
-                for callback in callbacks:
-                    callback.on_epoch_end(self, logs)
-                if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0
-                                               or epoch + 1 == epochs or self.stop_training):
-                    from .checkpoint import save_checkpoint
-
-                    save_checkpoint(checkpoint, self, optimizer, callbacks, history,
-                                    epoch=epoch + 1, batch_size=batch_size, n_samples=n)
-                if self.stop_training:
-                    break
-        progress.close()
-        for callback in callbacks:
-            if hasattr(callback, "on_train_end"):
-                callback.on_train_end(self)
-        return history
-
-    def _metrics_on(self, X, labels, targets, code):
-        out, _ = self.backend.predict_raw(self._spec, self._theta, X)
-        return self._metrics(out, labels, targets, code)
+            return training.fit(self, data, epochs=epochs, batch_size=batch_size,
+                                optimizer=optimizer, shuffle=shuffle, verbose=verbose,
+                                validation=validation, callbacks=list(callbacks),
+                                on_nonfinite=on_nonfinite, checkpoint=checkpoint,
+                                checkpoint_every=checkpoint_every, resume=resume,
+                                strategy=strategy)
 
     def __repr__(self):
         layers = ", ".join(map(repr, self.layers))
@@ -575,86 +541,7 @@ class Network:
                 f"backend={self.backend.name!r})")
 
 
-class _EpochRunner:
-    """Runs one epoch's steps through the backend, with progress and rollback.
-
-    The backend runs many steps per call. Before each call the parameters and
-    optimizer state are copied; if the call stops on a non-finite forward
-    pass or leaves non-finite weights, the copy is restored and the steps are
-    replayed one at a time (the kernels are deterministic) to find the failing
-    step, whose update is then undone: the network ends on the last finite
-    weights.
-    """
-
-    def __init__(self, net, X, labels, targets, code, batch_size, steps, optimizer):
-        self.net, self.X, self.labels, self.targets, self.code = net, X, labels, targets, code
-        self.batch_size, self.steps, self.optimizer = batch_size, steps, optimizer
-        self.theta = net._theta
-        self.step_losses = np.empty(steps, np.float64)
-        self.step_correct = np.zeros(steps, np.int64)
-        self.weights = np.full(steps, batch_size, np.float64)
-        self.weights[-1] = X.shape[0] - (steps - 1) * batch_size
-
-    def _call(self, perm, begin, end):
-        completed = self.net.backend.train_steps(
-            self.net._spec, self.theta, self.X, self.labels, self.targets, self.code, perm,
-            self.batch_size, begin, end, self.optimizer, self.step_losses[begin:],
-            self.step_correct[begin:])
-        self.optimizer.state["t"] += completed
-        return completed
-
-    def _snapshot(self):
-        state = self.optimizer.state
-        return self.theta.copy(), state["s1"].copy(), state["s2"].copy(), state["t"]
-
-    def _restore(self, snap):
-        state = self.optimizer.state
-        self.theta[...], state["s1"][...], state["s2"][...] = snap[:3]
-        state["t"] = snap[3]
-
-    def _finite(self):
-        state = self.optimizer.state
-        return (_kt.all_finite(self.theta) and _kt.all_finite(state["s1"])
-                and _kt.all_finite(state["s2"]))
-
-    def epoch(self, perm, progress, start):
-        """Run every step; return None, or the index of the step that failed."""
-        done = 0
-        per_call = 1 if progress.wants_updates else self.steps
-        while done < self.steps:
-            stop = min(self.steps, done + per_call)
-            snap = self._snapshot()
-            if self._call(perm, done, stop) < stop - done or not self._finite():
-                self._restore(snap)
-                for step in range(done, stop):
-                    snap = self._snapshot()
-                    if self._call(perm, step, step + 1) < 1 or not self._finite():
-                        self._restore(snap)
-                        return step
-            elapsed = time.perf_counter() - start
-            seen = float(self.weights[:stop].sum())
-            progress.update(stop, float(self.step_losses[:stop] @ self.weights[:stop] / seen),
-                            seen / max(elapsed, 1e-9))
-            # About ten bar updates a second, whatever a step costs.
-            per_call = max(1, int(0.1 * stop / max(elapsed, 1e-9)))
-            done = stop
-        return None
-
-    def mean_loss(self):
-        return float(self.step_losses @ self.weights / self.weights.sum())
-
-    def accuracy(self):
-        """Running accuracy over the epoch's batches, each before its update."""
-        net = self.net
-        per_sample = net.n_outputs if net.loss.name == "binary_cross_entropy" else 1
-        return float(self.step_correct.sum() / (self.weights.sum() * per_sample))
-
-
 # ---- helpers ---------------------------------------------------------------
-
-def _prefixed(prefix, metrics):
-    return {prefix + key: value for key, value in metrics.items()}
-
 
 def _check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -673,9 +560,25 @@ def _check_finite(converted, original, name):
     raise ValueError(f"{name} contains NaN or inf (first at index ({where}))")
 
 
-def _loss_value(code, out, labels, targets, spec):
-    """The mean loss of logits/outputs ``out`` (numpy; used once per epoch)."""
-    y = labels if code == _kl.CE_LABELS else targets.astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return reference.loss_and_delta(spec.loss.name, out.astype(np.float64), y,
-                                        spec.kernel_activations[-1])[0]
+def _check_weights(sample_weight, n):
+    """``sample_weight`` as float64 of shape (n,), or the empty array for None."""
+    if sample_weight is None:
+        return training.NO_WEIGHTS
+    if hasattr(sample_weight, "toarray"):
+        raise TypeError("sample_weight: sparse matrices are not supported")
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got dtype {w.dtype}")
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},) (one weight per sample), "
+                         f"got {w.shape}")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError(f"sample_weight contains NaN or inf (first at index "
+                         f"{int(np.argmin(np.isfinite(w)))})")
+    if (w < 0).any():
+        raise ValueError(f"sample_weight must be non-negative; found {w[w < 0][0]:g} at index "
+                         f"{int(np.argmax(w < 0))}")
+    if not w.any():
+        raise ValueError("sample_weight is 0 for every sample")
+    return w

@@ -64,48 +64,66 @@ def probabilities_minus_targets(p, t):
     return (1 - t) * p - t * one_minus_p
 
 
-def cross_entropy(u, y):
-    """Softmax cross-entropy with integer labels ``y``: ``(loss, (P - T) / n)``."""
+def weighted_mean(losses, g, w=None, norm=None):
+    """``(sum w_i l_i / norm, w_i G_i / norm)`` from per-sample losses and deltas.
+
+    Without weights ``w`` every weight is 1; ``norm`` defaults to the total
+    weight (``n``, or ``sum w``). A share of a batch computed by one process
+    passes the whole batch's ``norm``.
+    """
+    if w is None:
+        norm = g.shape[0] if norm is None else norm
+        return losses.sum() / norm, g / g.dtype.type(norm)
+    norm = w.sum() if norm is None else norm
+    factor = (w * (1.0 / norm)).astype(g.dtype)
+    return (w * losses).sum() / norm, g * factor[:, None]
+
+
+def cross_entropy(u, y, w=None, norm=None):
+    """Softmax cross-entropy with integer labels ``y``: ``(loss, (P - T) / n)``.
+
+    ``w``, ``norm``: sample weights and normalizer (see :func:`weighted_mean`).
+    """
     n = u.shape[0]
-    loss = -log_softmax(u)[np.arange(n), y].sum() / n
     t = np.eye(u.shape[1], dtype=u.dtype)[y]
-    return loss, probabilities_minus_targets(softmax(u), t) / n
+    return weighted_mean(-log_softmax(u)[np.arange(n), y],
+                         probabilities_minus_targets(softmax(u), t), w, norm)
 
 
-def cross_entropy_targets(u, t):
+def cross_entropy_targets(u, t, w=None, norm=None):
     """Softmax cross-entropy with target rows ``t`` (one-hot)."""
-    n = u.shape[0]
-    loss = -(t * log_softmax(u)).sum() / n
-    return loss, probabilities_minus_targets(softmax(u), t) / n
+    return weighted_mean(-(t * log_softmax(u)).sum(axis=1),
+                         probabilities_minus_targets(softmax(u), t), w, norm)
 
 
-def binary_cross_entropy(u, t):
+def binary_cross_entropy(u, t, w=None, norm=None):
     """Sigmoid binary cross-entropy on logits ``u``, 0/1 targets ``t``.
 
     The delta ``sigmoid(u) - t`` is ``(1 - t) sigmoid(u) - t sigmoid(-u)``, the
     same value without cancellation for saturated logits.
     """
-    n = u.shape[0]
-    loss = (np.maximum(u, 0) - t * u + np.log1p(np.exp(-np.abs(u)))).sum() / n
-    return loss, ((1 - t) * sigmoid(u) - t * sigmoid(-u)) / n
+    losses = (np.maximum(u, 0) - t * u + np.log1p(np.exp(-np.abs(u)))).sum(axis=1)
+    return weighted_mean(losses, (1 - t) * sigmoid(u) - t * sigmoid(-u), w, norm)
 
 
-def mean_squared_error(h, t, activation):
+def mean_squared_error(h, t, activation, w=None, norm=None):
     """``(1/2n) sum ||h - t||^2`` and its delta through the output activation."""
-    n = h.shape[0]
-    loss = 0.5 * ((h - t) ** 2).sum() / n
-    return loss, (h - t) / n * DERIVATIVE[activation](h)
+    return weighted_mean(0.5 * ((h - t) ** 2).sum(axis=1),
+                         (h - t) * DERIVATIVE[activation](h), w, norm)
 
 
-def loss_and_delta(loss, out, y, activation):
-    """Dispatch on the loss name; ``y`` is integer labels or float targets."""
+def loss_and_delta(loss, out, y, activation, w=None, norm=None):
+    """Dispatch on the loss name; ``y`` is integer labels or float targets.
+
+    ``w``, ``norm``: sample weights and normalizer (see :func:`weighted_mean`).
+    """
     if loss == "cross_entropy":
         if y.ndim == 1:
-            return cross_entropy(out, y)
-        return cross_entropy_targets(out, y)
+            return cross_entropy(out, y, w, norm)
+        return cross_entropy_targets(out, y, w, norm)
     if loss == "binary_cross_entropy":
-        return binary_cross_entropy(out, y)
-    return mean_squared_error(out, y, activation)
+        return binary_cross_entropy(out, y, w, norm)
+    return mean_squared_error(out, y, activation, w, norm)
 
 
 def count_correct(loss, out, y):
@@ -145,11 +163,13 @@ def forward(x, Ws, bs, activations):
     return Hs
 
 
-def dropout_scale(shape, rate, seed, step, layer):
+def dropout_scale(shape, rate, seed, step, layer, row0=0):
     """The inverted-dropout mask of the kernels: 0 or ``1 / (1 - rate)`` per unit.
 
-    Unit ``(i, j)`` is kept when ``uniform(seed, step, layer, i * width + j)
-    >= rate``, with the same splitmix64 hash as ``fastnn.kernels.dropout``.
+    Unit ``(i, j)`` is kept when ``uniform(seed, step, layer, (row0 + i) *
+    width + j) >= rate``, with the same splitmix64 hash as
+    ``fastnn.kernels.dropout``; ``row0`` is the position of the first row in
+    its batch.
     """
     def mix(z):
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -157,7 +177,8 @@ def dropout_scale(shape, rate, seed, step, layer):
         return z ^ (z >> np.uint64(31))
 
     golden = np.uint64(0x9E3779B97F4A7C15)
-    index = np.arange(shape[0] * shape[1], dtype=np.uint64).reshape(shape)
+    index = np.arange(row0 * shape[1], (row0 + shape[0]) * shape[1],
+                      dtype=np.uint64).reshape(shape)
     with np.errstate(over="ignore"):
         z = mix(np.uint64(seed) * golden + np.uint64(step))
         z = mix(z + np.uint64(layer) * golden + index)
@@ -165,11 +186,12 @@ def dropout_scale(shape, rate, seed, step, layer):
     return np.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
 
 
-def forward_train(x, Ws, bs, activations, rates, seed, step):
+def forward_train(x, Ws, bs, activations, rates, seed, step, row0=0):
     """``forward`` with dropout after layer ``l`` when ``rates[l] > 0``.
 
     Returns the outputs ``H_l`` (after dropout) and per layer ``(mask, rate)``
-    (None where no dropout), for ``backward``.
+    (None where no dropout), for ``backward``. ``row0`` is the position of
+    ``x``'s first row in its batch (the masks are the batch's).
     """
     Hs, masks = [], []
     h = x
@@ -177,7 +199,8 @@ def forward_train(x, Ws, bs, activations, rates, seed, step):
         h = FORWARD[act](h @ W + b)
         mask = None
         if l < len(rates) and rates[l] > 0:
-            mask = (dropout_scale(h.shape, rates[l], seed, step, l).astype(h.dtype), rates[l])
+            mask = (dropout_scale(h.shape, rates[l], seed, step, l, row0).astype(h.dtype),
+                    rates[l])
             h = h * mask[0]
         Hs.append(h)
         masks.append(mask)
@@ -205,15 +228,16 @@ def backward(x, Ws, activations, Hs, delta, masks=None):
     return grads[::-1]
 
 
-def loss_and_gradients(x, y, Ws, bs, activations, loss, rates=(), seed=0, step=0):
+def loss_and_gradients(x, y, Ws, bs, activations, loss, rates=(), seed=0, step=0, w=None):
     """Loss of the batch and ``[(dW_l, db_l)]`` for every layer.
 
     ``activations`` name each layer's activation as the kernels apply it:
     the output layer of a fused loss is ``"identity"`` (it emits logits).
-    Dropout ``rates`` (per layer) use the masks of ``(seed, step)``.
+    Dropout ``rates`` (per layer) use the masks of ``(seed, step)``; ``w``
+    are optional sample weights (see :func:`loss_and_delta`).
     """
     Hs, masks = forward_train(x, Ws, bs, activations, rates, seed, step)
-    value, delta = loss_and_delta(loss, Hs[-1], y, activations[-1])
+    value, delta = loss_and_delta(loss, Hs[-1], y, activations[-1], w)
     return value, backward(x, Ws, activations, Hs, delta, masks)
 
 

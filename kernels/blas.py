@@ -67,8 +67,11 @@ def _gemm_overload(trans_a, trans_b, alpha, a, b, beta, c):
         scalars = np.empty(2, dtype=c.dtype)
         scalars[0] = alpha
         scalars[1] = beta
-        if k == 0:
-            c *= scalars[1]
+        if k == 0:                   # an empty share of a batch: c = beta c, 0 c = 0
+            if beta == 0:
+                c[:] = 0
+            else:
+                c *= scalars[1]
             return
         xxgemm(kind, trans if trans_b else notrans, trans if trans_a else notrans,
                n, m, k, scalars[0:].ctypes, b.ctypes, b.shape[1],

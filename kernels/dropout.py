@@ -32,7 +32,7 @@ def uniform(seed, step, layer, index):
 
 
 @njit(**JIT)
-def dropout_forward(h, rate, seed, step, layer):
+def dropout_forward(h, rate, seed, step, layer, row0):
     """In place ``h <- h * m / (1 - rate)`` with ``m`` ~ Bernoulli(1 - rate).
 
     Parameters
@@ -42,18 +42,21 @@ def dropout_forward(h, rate, seed, step, layer):
         Probability of dropping a unit, in [0, 1).
     seed, step, layer : int
         Determine the mask (see the module docstring).
+    row0 : int
+        Position of ``h``'s first row in the batch (a share of a batch
+        computed by one process draws the batch's masks for its rows).
     """
     n, m = h.shape
     scale = h.dtype.type(1.0 / (1.0 - rate))
     zero = h.dtype.type(0)
     for i in range(n):
         for j in range(m):
-            keep = uniform(seed, step, layer, i * m + j) >= rate
+            keep = uniform(seed, step, layer, (row0 + i) * m + j) >= rate
             h[i, j] = h[i, j] * scale if keep else zero
 
 
 @njit(**JIT)
-def dropout_backward(delta, h, code, rate, seed, step, layer):
+def dropout_backward(delta, h, code, rate, seed, step, layer, row0):
     """In place ``delta <- delta * m / (1 - rate) * phi'(u)`` through a dropout layer.
 
     ``h`` is the layer's output *after* dropout: for a kept unit the
@@ -66,7 +69,7 @@ def dropout_backward(delta, h, code, rate, seed, step, layer):
     zero, one, slope = dt(0), dt(1), dt(LEAKY_SLOPE)
     for i in range(n):
         for j in range(m):
-            if uniform(seed, step, layer, i * m + j) >= rate:
+            if uniform(seed, step, layer, (row0 + i) * m + j) >= rate:
                 delta[i, j] *= scale * derivative(h[i, j] * keep_fraction, code, zero, one, slope)
             else:
                 delta[i, j] = zero

@@ -8,6 +8,11 @@ layer's pre-activation ``u`` and returns the loss value:
 * sigmoid + binary cross-entropy: ``delta = (sigmoid(U) - T) / n``
 * mean squared error ``(1/2n) sum ||h - t||^2``: ``delta = (H - T)/n * phi'(U)``
 
+With sample weights ``w`` the per-sample terms are weighted and ``n`` becomes
+the total weight ``norm`` (``sum w``); a process that computes a share of a
+batch normalizes by the whole batch's ``norm``, so the shares' gradients sum
+to the batch's.
+
 Softmax and the log-sum-exp are shifted by the row maximum and the binary
 cross-entropy uses ``max(u, 0) - t u + log1p(exp(-|u|))``, so logits of any
 finite size give a finite loss and delta and ``log(0)`` never happens.
@@ -70,8 +75,24 @@ def sigmoid(u, p):
             p[i, j] = one / (one + math.exp(-u[i, j]))
 
 
+@njit(inline="always", **JIT)
+def _row_factor(w, i, inv_norm, like):
+    """``w[i] / norm`` in the dtype of the array ``like`` (``1 / norm`` when ``w`` is empty)."""
+    if w.shape[0] == 0:
+        return like.dtype.type(inv_norm)
+    return like.dtype.type(w[i] * inv_norm)
+
+
+@njit(inline="always", **JIT)
+def _weighted(w, i, value):
+    """``w[i] * value`` (``value`` when ``w`` is empty)."""
+    if w.shape[0] == 0:
+        return value
+    return w[i] * value
+
+
 @njit(**JIT)
-def softmax_cross_entropy(u, y, delta):
+def softmax_cross_entropy(u, y, w, norm, delta):
     """Cross-entropy of softmax(u) with integer labels, and its delta.
 
     Parameters
@@ -80,34 +101,40 @@ def softmax_cross_entropy(u, y, delta):
         Logits.
     y : ndarray of shape (n_samples,), int64
         Class labels in ``0 .. n_classes - 1``.
+    w : ndarray of shape (n_samples,) or (0,), float64
+        Sample weights; empty for none (every weight 1).
+    norm : float
+        The normalizer: the batch's number of samples, or its total weight.
+        A process computing a share of a batch passes the whole batch's.
     delta : ndarray of shape (n_samples, n_classes)
-        Output ``(P - onehot(y)) / n``; may be ``u`` itself.
+        Output ``w (P - onehot(y)) / norm``; may be ``u`` itself.
 
     Returns
     -------
     float
-        ``-(1/n) sum_q log p[q, y_q]``.
+        ``-(1/norm) sum_q w_q log p[q, y_q]``.
     """
     n = u.shape[0]
-    inv_n = u.dtype.type(1.0 / n)
+    inv_norm = 1.0 / norm
     loss = 0.0
     for i in range(n):
         label = y[i]
         u_label = u[i, label]
+        f = _row_factor(w, i, inv_norm, u)
         top, log_total = _softmax_row(u, i, delta)
-        loss += log_total + (top - u_label)
+        loss += _weighted(w, i, log_total + (top - u_label))
         # p_y - 1 as -(sum of the other p_j): no cancellation when p_y ~ 1.
         rest = 0.0
         for j in range(u.shape[1]):
             if j != label:
                 rest += delta[i, j]
-            delta[i, j] *= inv_n
-        delta[i, label] = -rest * inv_n
-    return loss / n
+            delta[i, j] *= f
+        delta[i, label] = -rest * f
+    return loss / norm
 
 
 @njit(**JIT)
-def softmax_cross_entropy_targets(u, t, delta):
+def softmax_cross_entropy_targets(u, t, w, norm, delta):
     """Cross-entropy of softmax(u) with target distributions (one-hot).
 
     Parameters
@@ -115,18 +142,20 @@ def softmax_cross_entropy_targets(u, t, delta):
     u : ndarray of shape (n_samples, n_classes)
     t : ndarray of shape (n_samples, n_classes)
         Rows are target probabilities (one-hot for hard labels).
+    w, norm : sample weights (or empty) and normalizer, as for ``softmax_cross_entropy``.
     delta : ndarray of shape (n_samples, n_classes)
-        Output ``(P - T) / n``; may be ``u`` itself.
+        Output ``w (P - T) / norm``; may be ``u`` itself.
 
     Returns
     -------
     float
-        ``-(1/n) sum_q sum_j t[q, j] log p[q, j]``.
+        ``-(1/norm) sum_q w_q sum_j t[q, j] log p[q, j]``.
     """
     n, m = u.shape
-    inv_n = u.dtype.type(1.0 / n)
+    inv_norm = 1.0 / norm
     loss = 0.0
     for i in range(n):
+        inv_n = _row_factor(w, i, inv_norm, u)
         # Relative to the row maximum (found before ``delta`` may overwrite ``u``),
         # so large logits do not cancel in float32.
         top = u[i, 0]
@@ -138,7 +167,7 @@ def softmax_cross_entropy_targets(u, t, delta):
             dot += t[i, j] * (u[i, j] - top)
             mass += t[i, j]
         _, log_total = _softmax_row(u, i, delta)
-        loss += mass * log_total - dot
+        loss += _weighted(w, i, mass * log_total - dot)
         # p_j - t_j = (1 - t_j) p_j - t_j (1 - p_j), with 1 - p_j of the largest
         # p (the only one that can be near 1) summed from the others.
         big = 0
@@ -153,11 +182,11 @@ def softmax_cross_entropy_targets(u, t, delta):
             p = delta[i, j]
             q = rest if j == big else 1.0 - p
             delta[i, j] = ((1.0 - t[i, j]) * p - t[i, j] * q) * inv_n
-    return loss / n
+    return loss / norm
 
 
 @njit(**JIT)
-def sigmoid_binary_cross_entropy(u, t, delta):
+def sigmoid_binary_cross_entropy(u, t, w, norm, delta):
     """Binary cross-entropy of sigmoid(u) with 0/1 targets, and its delta.
 
     Parameters
@@ -166,33 +195,37 @@ def sigmoid_binary_cross_entropy(u, t, delta):
         Logits.
     t : ndarray of shape (n_samples, n_labels)
         Targets in [0, 1].
+    w, norm : sample weights (or empty) and normalizer, as for ``softmax_cross_entropy``.
     delta : ndarray of shape (n_samples, n_labels)
-        Output ``(sigmoid(U) - T) / n``; may be ``u`` itself.
+        Output ``w (sigmoid(U) - T) / norm``; may be ``u`` itself.
 
     Returns
     -------
     float
-        ``-(1/n) sum [t log s(u) + (1 - t) log(1 - s(u))]``.
+        ``-(1/norm) sum_q w_q sum [t log s(u) + (1 - t) log(1 - s(u))]``.
     """
     n, m = u.shape
-    inv_n = u.dtype.type(1.0 / n)
     zero, one = u.dtype.type(0), u.dtype.type(1)
+    inv_norm = 1.0 / norm
     loss = 0.0
     for i in range(n):
+        inv_n = _row_factor(w, i, inv_norm, u)
+        row = 0.0
         for j in range(m):
             v = u[i, j]
             e = math.exp(-abs(v))
-            loss += max(v, zero) - t[i, j] * v + math.log1p(e)
+            row += max(v, zero) - t[i, j] * v + math.log1p(e)
             # sigmoid(v) and 1 - sigmoid(v), each without cancellation, so that
             # s - t = (1 - t) s - t (1 - s) keeps saturated gradients.
             s = one / (one + e) if v >= zero else e / (one + e)
             c = e / (one + e) if v >= zero else one / (one + e)
             delta[i, j] = ((one - t[i, j]) * s - t[i, j] * c) * inv_n
-    return loss / n
+        loss += _weighted(w, i, row)
+    return loss / norm
 
 
 @njit(**JIT)
-def mean_squared_error(h, t, code, delta):
+def mean_squared_error(h, t, w, norm, code, delta):
     """Half mean squared error and its delta through the output activation.
 
     Parameters
@@ -200,27 +233,31 @@ def mean_squared_error(h, t, code, delta):
     h : ndarray of shape (n_samples, n_out)
         Network output ``phi(u)``.
     t : ndarray of shape (n_samples, n_out)
+    w, norm : sample weights (or empty) and normalizer, as for ``softmax_cross_entropy``.
     code : int
         Output activation code (phi' is taken from ``h``).
     delta : ndarray of shape (n_samples, n_out)
-        Output ``(H - T) / n * phi'(U)``; may be ``h`` only if ``h`` is not
-        needed afterwards.
+        Output ``w (H - T) / norm * phi'(U)``; may be ``h`` only if ``h`` is
+        not needed afterwards.
 
     Returns
     -------
     float
-        ``(1/2n) sum_q ||h_q - t_q||^2``.
+        ``(1/2 norm) sum_q w_q ||h_q - t_q||^2``.
     """
     n, m = h.shape
-    inv_n = h.dtype.type(1.0 / n)
     zero, one, slope = h.dtype.type(0), h.dtype.type(1), h.dtype.type(LEAKY_SLOPE)
+    inv_norm = 1.0 / norm
     loss = 0.0
     for i in range(n):
+        inv_n = _row_factor(w, i, inv_norm, h)
+        row = 0.0
         for j in range(m):
             r = h[i, j] - t[i, j]
-            loss += r * r
+            row += r * r
             delta[i, j] = r * inv_n * derivative(h[i, j], code, zero, one, slope)
-    return 0.5 * loss / n
+        loss += _weighted(w, i, row)
+    return 0.5 * loss / norm
 
 
 @njit(**JIT)
@@ -256,17 +293,18 @@ def count_correct(loss_code, out, y, t):
 
 
 @njit(**JIT)
-def output_delta(loss_code, out, y, t, out_code, delta):
+def output_delta(loss_code, out, y, t, w, norm, out_code, delta):
     """Dispatch to the fused loss kernel named by ``loss_code``; return the loss.
 
     ``out`` is the last layer's output (logits for the two cross-entropies),
     ``y`` the integer labels (``CE_LABELS`` only), ``t`` the float targets
-    (every other loss).
+    (every other loss), ``w`` the sample weights (empty for none) and
+    ``norm`` the normalizer (see ``softmax_cross_entropy``).
     """
     if loss_code == CE_LABELS:
-        return softmax_cross_entropy(out, y, delta)
+        return softmax_cross_entropy(out, y, w, norm, delta)
     if loss_code == CE_TARGETS:
-        return softmax_cross_entropy_targets(out, t, delta)
+        return softmax_cross_entropy_targets(out, t, w, norm, delta)
     if loss_code == BCE:
-        return sigmoid_binary_cross_entropy(out, t, delta)
-    return mean_squared_error(out, t, out_code, delta)
+        return sigmoid_binary_cross_entropy(out, t, w, norm, delta)
+    return mean_squared_error(out, t, w, norm, out_code, delta)

@@ -22,6 +22,7 @@ from .dense import dense_backward_delta, dense_forward, dense_gradients, dense_s
 from .dropout import dropout_backward, dropout_forward
 from .gather import gather_labels, gather_rows
 from .losses import CE_LABELS, count_correct, output_delta
+from .mpi import allreduce
 from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
 
 
@@ -71,15 +72,16 @@ def forward_pass(x, theta, sizes, codes, hbuf, cap):
     bool
         Whether every pre-activation was finite.
     """
-    return forward_train(x, theta, sizes, codes, hbuf, cap, np.zeros(0), 0, 0)
+    return forward_train(x, theta, sizes, codes, hbuf, cap, np.zeros(0), 0, 0, 0)
 
 
 @njit(**JIT)
-def forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, step):
+def forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, step, row0):
     """``forward_pass`` with inverted dropout after the layers whose ``rates[l] > 0``.
 
     ``rates`` has one entry per layer (or is empty: no dropout); the masks
-    are those of optimizer step ``step`` (see ``kernels.dropout``).
+    are those of optimizer step ``step`` (see ``kernels.dropout``) for the
+    batch rows ``row0, row0 + 1, ...``.
     """
     r = x.shape[0]
     ok = True
@@ -91,12 +93,12 @@ def forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, step):
         else:
             ok &= dense_forward(layer_rows(hbuf, sizes, cap, l - 1, r), W, b, codes[l], h)
         if l < rates.shape[0] and rates[l] > 0:
-            dropout_forward(h, rates[l], seed, step, l)
+            dropout_forward(h, rates[l], seed, step, l, row0)
     return ok
 
 
 @njit(**JIT)
-def _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, step):
+def _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, step, row0):
     """Delta of layer ``l - 1`` from that of layer ``l`` (before W_l changes)."""
     r = x.shape[0]
     W, _ = layer_params(theta, sizes, l)
@@ -105,30 +107,32 @@ def _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, step
     delta_prev = layer_rows(dbuf, sizes, cap, l - 1, r)
     if l - 1 < rates.shape[0] and rates[l - 1] > 0:
         gemm(False, True, 1.0, delta, W, 0.0, delta_prev)
-        dropout_backward(delta_prev, h_prev, codes[l - 1], rates[l - 1], seed, step, l - 1)
+        dropout_backward(delta_prev, h_prev, codes[l - 1], rates[l - 1], seed, step, l - 1, row0)
     else:
         dense_backward_delta(delta, W, h_prev, codes[l - 1], delta_prev)
 
 
 @njit(**JIT)
-def loss_and_gradients(x, y, t, theta, sizes, codes, loss_code, hbuf, dbuf, cap, grad,
+def loss_and_gradients(x, y, t, w, theta, sizes, codes, loss_code, hbuf, dbuf, cap, grad,
                        rates, seed, step):
     """Loss of the batch ``x`` and the gradient of every parameter.
 
     ``y`` holds integer labels (``CE_LABELS``), ``t`` float targets (the
-    other losses); the unused one may be empty. ``grad`` (shaped like
-    ``theta``) receives ``dW_l = H_{l-1}^T Delta_l`` and ``db_l``. Dropout
-    (``rates``, empty for none) uses the masks of step ``step``. Returns the
-    loss, or NaN when the forward pass was not finite.
+    other losses); the unused one may be empty. ``w`` holds sample weights
+    (empty for none): the loss is ``sum w_i l_i / sum w_i``. ``grad`` (shaped
+    like ``theta``) receives ``dW_l = H_{l-1}^T Delta_l`` and ``db_l``.
+    Dropout (``rates``, empty for none) uses the masks of step ``step``.
+    Returns the loss, or NaN when the forward pass was not finite.
     """
     r = x.shape[0]
     L = sizes.shape[0] - 1
-    ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, step)
-    loss = output_delta(loss_code, layer_rows(hbuf, sizes, cap, L - 1, r), y, t,
+    norm = float(r) if w.shape[0] == 0 else w.sum()
+    ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, step, 0)
+    loss = output_delta(loss_code, layer_rows(hbuf, sizes, cap, L - 1, r), y, t, w, norm,
                         codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, r))
     for l in range(L - 1, -1, -1):
         if l > 0:
-            _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, step)
+            _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, step, 0)
         dW, db = layer_params(grad, sizes, l)
         d = layer_rows(dbuf, sizes, cap, l, r)
         if l == 0:
@@ -138,14 +142,25 @@ def loss_and_gradients(x, y, t, theta, sizes, codes, loss_code, hbuf, dbuf, cap,
     return loss if ok else np.nan
 
 
+# ``status[0]`` after ``train_steps`` stops early: why.
+STOP_NONFINITE, STOP_ZERO_WEIGHT = 0, 1
+# ``mpi`` array of ``train_steps``: the allreduce address (0: one process) and handles.
+MPI_FN, MPI_COMM, MPI_TYPE, MPI_OP = range(4)
+
+
 @njit(**JIT)
-def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
+def train_steps(X, y, T, sample_weight, perm, batch_size, step_begin, step_end,
                 theta, sizes, codes, rates, seed, loss_code, opt_code, hyper, t0, s1, s2,
-                grad, hbuf, dbuf, xb, yb, tb, step_losses, step_correct):
+                grad, gsum, hbuf, dbuf, xb, yb, tb, wb, step_losses, step_correct,
+                rank, size, mpi, status):
     """Run mini-batch steps ``step_begin .. step_end - 1`` of one epoch.
 
-    Step ``s`` trains on rows ``perm[s*batch_size : (s+1)*batch_size]`` of
-    ``X`` (the last batch may be partial), gathered into ``xb``/``yb``/``tb``.
+    Step ``s`` trains on the batch ``perm[s*batch_size : (s+1)*batch_size]``
+    (the last batch may be partial). With ``size`` processes, process
+    ``rank`` computes the share ``[r*rank//size, r*(rank+1)//size)`` of the
+    batch's ``r`` rows, gathered into ``xb``/``yb``/``tb``/``wb``, and the
+    shares' gradients are summed by one ``MPI_Allreduce`` a step before the
+    same update on every process.
 
     Parameters
     ----------
@@ -154,75 +169,122 @@ def train_steps(X, y, T, perm, batch_size, step_begin, step_end,
         Labels (``CE_LABELS``), else empty.
     T : ndarray of shape (n_samples, m_L)
         Float targets (the other losses), else empty.
+    sample_weight : ndarray of shape (n_samples,) or (0,), float64
+        Weights: a batch's loss is ``sum w_i l_i / sum w_i``; empty for none.
     perm : ndarray of shape (n_samples,), int64
         This epoch's sample order.
     theta : ndarray of shape (n_params,)
         Parameters, updated in place.
     sizes, codes, loss_code : the network (see ``forward_pass``).
     rates : ndarray of shape (n_layers,) or (0,), float64
-        Dropout rate after each layer; masks keyed by ``seed`` and the
-        optimizer step (see ``kernels.dropout``).
+        Dropout rate after each layer; masks keyed by ``seed``, the
+        optimizer step and the row's position in the batch.
     opt_code : int
         Optimizer code; ``hyper`` its float64 hyperparameters.
     t0 : int
         Optimizer steps taken before this call (the next step is t0 + 1).
-    s1, s2, grad : ndarrays shaped like ``theta``
-        Optimizer state (updated) and gradient work space.
+    s1, s2 : ndarrays shaped like ``theta``
+        Optimizer state (updated).
+    grad, gsum : ndarrays of shape (n_params + 1,)
+        This process's gradient and, with several processes, their sum; the
+        last entry carries a "stop" flag through the sum.
     hbuf, dbuf : work buffers for ``batch_size`` rows.
-    xb, yb, tb : gather buffers of ``batch_size`` rows.
+    xb, yb, tb, wb : gather buffers of ``batch_size`` rows.
     step_losses : ndarray of shape (>= step_end - step_begin,), float64
-        Mean loss of each step's batch (written).
+        This process's share of each step's mean batch loss (written; the
+        shares sum to the batch's).
     step_correct : ndarray of shape (>= step_end - step_begin,), int64
-        Correct predictions of each step's batch, before its update (written;
-        see ``losses.count_correct``).
+        Correct predictions of this process's rows, before the update
+        (written; see ``losses.count_correct``).
+    rank, size : int
+        This process and the number of processes.
+    mpi : ndarray of shape (4,), int64
+        ``MPI_Allreduce``'s address (0 for one process), then the
+        communicator, datatype and ``MPI_SUM`` handles (see ``kernels.mpi``).
+    status : ndarray of shape (2,), int64
+        When steps stop early: ``STOP_NONFINITE`` (a non-finite forward pass
+        or loss on some process) or ``STOP_ZERO_WEIGHT`` (a batch whose
+        weights sum to 0), and the step.
 
     Returns
     -------
     int
-        Steps completed. Fewer than asked means the next step's forward pass
-        or loss was not finite; that step made no update.
+        Steps completed. Fewer than asked means the next step made no update
+        (``status`` says why).
     """
     n_total = perm.shape[0]
     L = sizes.shape[0] - 1
-    fused_sgd = opt_code == SGD and hyper[MOMENTUM] == 0
+    n_params = theta.shape[0]
+    distributed = mpi[MPI_FN] != 0
+    fused_sgd = opt_code == SGD and hyper[MOMENTUM] == 0 and not distributed
+    weighted = sample_weight.shape[0] > 0
     lr = hyper[LR]
     wd = hyper[WEIGHT_DECAY]
     cap = batch_size
     for s in range(step_begin, step_end):
         start = s * batch_size
         r = min(batch_size, n_total - start)
-        gather_rows(X, perm, start, r, xb)
+        lo = start + (r * rank) // size
+        rl = start + (r * (rank + 1)) // size - lo
+        norm = float(r)
+        if weighted:
+            norm = 0.0
+            for i in range(start, start + r):
+                norm += sample_weight[perm[i]]
+            if norm == 0:
+                status[0] = STOP_ZERO_WEIGHT
+                status[1] = s
+                return s - step_begin
+            for i in range(rl):
+                wb[i] = sample_weight[perm[lo + i]]
+        gather_rows(X, perm, lo, rl, xb)
         if loss_code == CE_LABELS:
-            gather_labels(y, perm, start, r, yb)
+            gather_labels(y, perm, lo, rl, yb)
         else:
-            gather_rows(T, perm, start, r, tb)
-        x = xb[:r]
+            gather_rows(T, perm, lo, rl, tb)
+        x = xb[:rl]
         t = t0 + s - step_begin + 1
-        ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, t)
-        out = layer_rows(hbuf, sizes, cap, L - 1, r)
-        step_correct[s - step_begin] = count_correct(loss_code, out, yb[:r], tb[:r])
-        loss = output_delta(loss_code, out, yb[:r], tb[:r], codes[L - 1],
-                            layer_rows(dbuf, sizes, cap, L - 1, r))
+        row0 = lo - start
+        ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, t, row0)
+        out = layer_rows(hbuf, sizes, cap, L - 1, rl)
+        step_correct[s - step_begin] = count_correct(loss_code, out, yb[:rl], tb[:rl])
+        loss = output_delta(loss_code, out, yb[:rl], tb[:rl], wb[:rl if weighted else 0],
+                            norm, codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, rl))
         step_losses[s - step_begin] = loss
-        if not ok or not np.isfinite(loss):
+        bad = not ok or not np.isfinite(loss)
+        if bad and not distributed:
+            status[0] = STOP_NONFINITE
+            status[1] = s
             return s - step_begin
-        for l in range(L - 1, -1, -1):
-            if l > 0:
-                _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, t)
-            d = layer_rows(dbuf, sizes, cap, l, r)
-            if fused_sgd:
-                W, b = layer_params(theta, sizes, l)
-                if l == 0:
-                    dense_sgd_step(x, d, W, b, lr, wd)
+        if not bad:
+            for l in range(L - 1, -1, -1):
+                if l > 0:
+                    _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, t,
+                                   row0)
+                d = layer_rows(dbuf, sizes, cap, l, rl)
+                if fused_sgd:
+                    W, b = layer_params(theta, sizes, l)
+                    if l == 0:
+                        dense_sgd_step(x, d, W, b, lr, wd)
+                    else:
+                        dense_sgd_step(layer_rows(hbuf, sizes, cap, l - 1, rl), d, W, b, lr,
+                                       wd)
                 else:
-                    dense_sgd_step(layer_rows(hbuf, sizes, cap, l - 1, r), d, W, b, lr, wd)
-            else:
-                dW, db = layer_params(grad, sizes, l)
-                if l == 0:
-                    dense_gradients(x, d, dW, db)
-                else:
-                    dense_gradients(layer_rows(hbuf, sizes, cap, l - 1, r), d, dW, db)
-        if not fused_sgd:
+                    dW, db = layer_params(grad, sizes, l)
+                    if l == 0:
+                        dense_gradients(x, d, dW, db)
+                    else:
+                        dense_gradients(layer_rows(hbuf, sizes, cap, l - 1, rl), d, dW, db)
+        if distributed:
+            grad[n_params] = 1.0 if bad else 0.0
+            allreduce(mpi[MPI_FN], grad, gsum, n_params + 1, mpi[MPI_TYPE], mpi[MPI_OP],
+                      mpi[MPI_COMM])
+            if gsum[n_params] != 0:
+                status[0] = STOP_NONFINITE
+                status[1] = s
+                return s - step_begin
+            optimizer_update(opt_code, theta, gsum, s1, s2, t, hyper)
+        elif not fused_sgd:
             optimizer_update(opt_code, theta, grad, s1, s2, t, hyper)
     return step_end - step_begin
 

@@ -30,6 +30,9 @@ def close(got, want, dtype):
     np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=floor)
 
 
+NO_WEIGHTS = np.zeros(0)  # unweighted: every sample weighs 1
+
+
 @SETTINGS
 @given(shapes, dtypes, activations, scales, st.integers(0, 2**32 - 1))
 def test_dense_forward_matches_reference(shape, dtype, act, scale, seed):
@@ -75,7 +78,7 @@ def test_loss_kernels_match_reference(n, m, dtype, scale, seed):
             (kl.softmax_cross_entropy_targets, onehot, reference.cross_entropy_targets(u64, onehot)),
             (kl.sigmoid_binary_cross_entropy, t01, reference.binary_cross_entropy(u64, t01))):
         delta = np.empty_like(u)
-        loss = kernel(u, target, delta)
+        loss = kernel(u, target, NO_WEIGHTS, float(n), delta)
         assert np.isfinite(loss) and np.isfinite(delta).all()
         close(delta, want_delta, dtype)
         # The loss is accumulated in float64, but float32 inputs carry ulp(|u|).

@@ -46,6 +46,9 @@ pytestmark = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).
 
 # ---- activations -----------------------------------------------------------------
 
+NO_WEIGHTS = np.zeros(0)  # unweighted: every sample weighs 1
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("act", ACTIVATION_NAMES)
 def test_bias_activation(dtype, shape, act, rng):
@@ -211,7 +214,7 @@ def test_softmax_cross_entropy(dtype, shape, in_place, rng):
     u, y = draw(rng, shape, dtype, 3.0), rng.integers(0, m, n)
     loss_ref, delta_ref = reference.cross_entropy(f64(u), y)
     delta = u if in_place else np.full(shape, np.nan, dtype)
-    loss = kl.softmax_cross_entropy(u, y, delta)
+    loss = kl.softmax_cross_entropy(u, y, NO_WEIGHTS, float(u.shape[0]), delta)
     assert_close(loss, loss_ref, dtype)
     assert_close(delta, delta_ref, dtype)
 
@@ -225,7 +228,7 @@ def test_softmax_cross_entropy_targets(dtype, shape, soft, rng):
     t = t.astype(dtype)
     loss_ref, delta_ref = reference.cross_entropy_targets(f64(u), f64(t))
     delta = np.full(shape, np.nan, dtype)
-    loss = kl.softmax_cross_entropy_targets(u, t, delta)
+    loss = kl.softmax_cross_entropy_targets(u, t, NO_WEIGHTS, float(u.shape[0]), delta)
     assert_close(loss, loss_ref, dtype)
     assert_close(delta, delta_ref, dtype)
 
@@ -238,7 +241,7 @@ def test_sigmoid_binary_cross_entropy(dtype, shape, rng):
     t = rng.integers(0, 2, shape).astype(dtype)
     loss_ref, delta_ref = reference.binary_cross_entropy(f64(u), f64(t))
     delta = np.full(shape, np.nan, dtype)
-    loss = kl.sigmoid_binary_cross_entropy(u, t, delta)
+    loss = kl.sigmoid_binary_cross_entropy(u, t, NO_WEIGHTS, float(u.shape[0]), delta)
     assert_close(loss, loss_ref, dtype)
     assert_close(delta, delta_ref, dtype)
 
@@ -250,7 +253,7 @@ def test_mean_squared_error(dtype, shape, act, rng):
     t = draw(rng, shape, dtype)
     loss_ref, delta_ref = reference.mean_squared_error(f64(h), f64(t), act)
     delta = np.full(shape, np.nan, dtype)
-    loss = kl.mean_squared_error(h, t, code(act), delta)
+    loss = kl.mean_squared_error(h, t, NO_WEIGHTS, float(h.shape[0]), code(act), delta)
     assert_close(loss, loss_ref, dtype)
     assert_close(delta, delta_ref, dtype)
 
@@ -370,7 +373,8 @@ def test_loss_and_gradients_kernel(dtype, net, n, rng):
     work = n * sum(widths[1:])
     hbuf, dbuf = np.empty(work, dtype), np.empty(work, dtype)
     grad = np.full_like(theta, np.nan)
-    loss = kt.loss_and_gradients(x, labels, targets, theta, sizes, codes, LOSS_CODES[case],
+    loss = kt.loss_and_gradients(x, labels, targets, NO_WEIGHTS, theta, sizes, codes,
+                                 LOSS_CODES[case],
                                  hbuf, dbuf, n, grad, NO_DROPOUT, 0, 0)
     y = labels if case == "ce_labels" else f64(targets)
     loss_ref, grads_ref = reference.loss_and_gradients(f64(x), y, Ws, bs, acts, REF_LOSS[case])
@@ -384,7 +388,7 @@ def test_loss_and_gradients_kernel_nan_input_gives_nan_loss(dtype, rng):
     x, labels, targets = problem(case, 3, widths, dtype, rng)
     x[1, 0] = np.inf
     work = 3 * sum(widths[1:])
-    loss = kt.loss_and_gradients(x, labels, targets, theta, sizes, codes, kl.CE_LABELS,
+    loss = kt.loss_and_gradients(x, labels, targets, NO_WEIGHTS, theta, sizes, codes, kl.CE_LABELS,
                                  np.empty(work, dtype), np.empty(work, dtype), 3,
                                  np.empty_like(theta), NO_DROPOUT, 0, 0)
     assert np.isnan(loss)

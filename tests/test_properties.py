@@ -26,6 +26,9 @@ backends = pytest.mark.parametrize("backend", BACKENDS)
 fused = pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
 
 
+NO_WEIGHTS = np.zeros(0)  # unweighted: every sample weighs 1
+
+
 @st.composite
 def logits_and_targets(draw, loss):
     """Logits mixing +-1e4 with ordinary values, and matching labels/targets."""
@@ -191,13 +194,15 @@ def test_cross_entropy_value_precision_large_logits(kernel, dtype, request):
     expected, _ = reference.cross_entropy(u.astype(np.float64), labels)
     delta = np.empty_like(u)
     if kernel == "labels":
-        value = kl.softmax_cross_entropy(u, labels, delta)
+        value = kl.softmax_cross_entropy(u, labels, NO_WEIGHTS, 3.0, delta)
     else:
-        value = kl.softmax_cross_entropy_targets(u, np.eye(2, dtype=dtype)[labels], delta)
+        value = kl.softmax_cross_entropy_targets(u, np.eye(2, dtype=dtype)[labels], NO_WEIGHTS,
+                                                 3.0, delta)
     assert value == pytest.approx(expected, rel=tol(dtype)["rtol"])
     u2 = np.array([[-BIG, -BIG]], dtype)  # loss log 2, the hardest case
     expected2 = np.log(2.0)
-    value2 = (kl.softmax_cross_entropy(u2, labels[:1], np.empty_like(u2)) if kernel == "labels"
-              else kl.softmax_cross_entropy_targets(u2, np.eye(2, dtype=dtype)[:1],
-                                                    np.empty_like(u2)))
+    value2 = (kl.softmax_cross_entropy(u2, labels[:1], NO_WEIGHTS, 1.0, np.empty_like(u2))
+              if kernel == "labels"
+              else kl.softmax_cross_entropy_targets(u2, np.eye(2, dtype=dtype)[:1], NO_WEIGHTS,
+                                                    1.0, np.empty_like(u2)))
     assert value2 == pytest.approx(expected2, rel=tol(dtype)["rtol"])

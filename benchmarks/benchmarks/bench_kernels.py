@@ -20,6 +20,8 @@ from .common import (ACTIVATION_NAMES, BACKENDS, BATCHES, DTYPES, N_CLASSES, N_P
                      OPTIMIZER_STEP, OPTIMIZERS, SHAPES, dense_layer, flat_params,
                      layer_output, limit_blas_threads, logits)
 
+NO_WEIGHTS = np.zeros(0)  # unweighted: every sample weighs 1
+
 
 class Kernel:
     """Base: ``setup`` binds ``self.run`` to the ``numba`` or ``numpy`` method.
@@ -71,7 +73,7 @@ class SoftmaxCrossEntropy(Kernel):
         self.delta = np.empty((batch, N_CLASSES), dtype)
 
     def numba(self):
-        softmax_cross_entropy(self.u, self.y, self.delta)
+        softmax_cross_entropy(self.u, self.y, NO_WEIGHTS, float(self.u.shape[0]), self.delta)
 
     def numpy(self):
         reference.cross_entropy(self.u, self.y)

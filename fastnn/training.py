@@ -1,0 +1,312 @@
+"""The training loop: epochs of mini-batch steps, and the strategy that runs them.
+
+:meth:`fastnn.Network.fit` checks its inputs and calls :func:`fit` here. One
+loop serves every kind of run; what differs between one process and several
+MPI ranks is a *strategy* object (``SingleProcess`` here,
+``fastnn.distributed.MPIStrategy``): which rows of a batch this process
+computes, how gradients and metrics are combined, how errors are agreed on,
+and who prints and writes files.
+
+An epoch is ceil(n / batch_size) steps over a fresh shuffle; the last, partial
+batch counts.
+"""
+
+import contextlib
+import time
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from .kernels import training as _kt
+from .progress import Progress
+
+
+class History:
+    """Per-epoch training records returned by :meth:`fastnn.Network.fit`.
+
+    Attributes
+    ----------
+    history : dict of str to list
+        One value per epoch under each name (``loss``, ``accuracy``,
+        ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``,
+        ``samples_per_second``).
+    epoch : list of int
+        The 0-based index of each recorded epoch.
+    nonfinite : dict, optional
+        ``{"epoch", "step"}`` of a divergence, when one stopped training.
+    """
+
+    def __init__(self, keys=()):
+        self.history = {key: [] for key in keys}
+        self.epoch = []
+
+    def append(self, epoch, logs):
+        """Record one epoch: ``logs`` maps names to values (its ``"epoch"`` key is skipped)."""
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            if key != "epoch":
+                self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+NO_WEIGHTS = np.zeros(0, np.float64)
+
+
+class TrainingData(NamedTuple):
+    """Checked training inputs, as the backends take them.
+
+    ``labels`` (int64) for cross-entropy with integer labels, else ``targets``
+    (float, shape (n, n_outputs)); the unused one is empty. ``code`` is the
+    loss kernel's code; ``weights`` (float64, shape (n,)) the sample weights,
+    empty for none.
+    """
+
+    X: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray
+    code: int
+    weights: np.ndarray = NO_WEIGHTS
+
+    def rows(self, start, stop):
+        """The rows ``start:stop`` (views)."""
+        weights = self.weights[start:stop] if self.weights.shape[0] else NO_WEIGHTS
+        return TrainingData(self.X[start:stop], self.labels[start:stop],
+                            self.targets[start:stop], self.code, weights)
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+
+class SingleProcess:
+    """The strategy of a run in one process: every row here, nothing to combine."""
+
+    rank = 0
+    size = 1
+    writer = True
+
+    def kernel_args(self, dtype):
+        """``(rank, size, allreduce address, comm, datatype, op)`` for the step kernel."""
+        return 0, 1, 0, 0, 0, 0
+
+    def broadcast(self, arrays):
+        """Make every process's ``arrays`` equal to the writer's (in place)."""
+
+    def agree(self, value):
+        """The writer's ``value`` (a Python object) on every process."""
+        return value
+
+    def sum(self, array):
+        """``array`` summed over the processes, in place."""
+        return array
+
+    def shard(self, n):
+        """This process's share ``(start, stop)`` of ``n`` rows."""
+        return 0, n
+
+    @contextlib.contextmanager
+    def collective(self):
+        """A block after which every process has either succeeded or raised."""
+        yield
+
+    def check_replicas(self, theta, epoch):
+        """Raise if the processes' parameters differ (after ``epoch`` epochs)."""
+
+
+def get_strategy(distributed):
+    """The strategy for ``Network.fit(distributed=...)``: None, "mpi" or an mpi4py communicator."""
+    if distributed is None:
+        return SingleProcess()
+    from .distributed import MPIStrategy
+
+    return MPIStrategy.from_argument(distributed)
+
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                "samples_per_second")
+
+
+def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validation, callbacks,
+        on_nonfinite, checkpoint, checkpoint_every, resume, strategy):
+    """Train ``net`` for ``epochs`` epochs; the body of :meth:`fastnn.Network.fit`.
+
+    Every argument has been checked by the caller. ``validation`` is None or
+    a :class:`TrainingData` of the validation set; ``epochs`` is the total
+    (a resumed run continues to it).
+    """
+    from .checkpoint import restore_checkpoint, save_checkpoint
+
+    theta = net._sync_params()
+    optimizer.init_state(theta.size, net.dtype)
+    keys = [k for k in HISTORY_KEYS if (k != "accuracy" and k != "val_accuracy")
+            or net.loss.classification]
+    keys = [k for k in keys if validation is not None or not k.startswith("val_")]
+    history = History(keys)
+    for callback in callbacks:
+        if hasattr(callback, "on_train_begin"):
+            callback.on_train_begin(net)
+    first_epoch = 0
+    if resume is not None:
+        with strategy.collective():
+            first_epoch = restore_checkpoint(resume, net, optimizer, callbacks, history,
+                                             batch_size=batch_size, n_samples=data.n)
+    strategy.broadcast([theta, optimizer.state["s1"], optimizer.state["s2"]])
+    _agree_rng(net, strategy)
+    steps = -(-data.n // batch_size)
+    run = EpochRunner(net, data, batch_size, steps, optimizer, strategy)
+    progress = Progress(verbose if strategy.writer else 0, epochs)
+    net.stop_training = False
+    net.history = history
+    for epoch in range(first_epoch, epochs):
+        start = time.perf_counter()
+        perm = net._shuffle_rng.permutation(data.n) if shuffle else np.arange(data.n)
+        progress.start_epoch(epoch, steps)
+        failed_step = run.epoch(perm, progress, start)
+        if failed_step is not None:
+            progress.close()
+            history.nonfinite = {"epoch": epoch, "step": failed_step}
+            message = (f"training diverged: non-finite loss, activations or weights at "
+                       f"epoch {epoch + 1}, step {failed_step + 1}; the network keeps "
+                       f"the last finite weights (from before that step)")
+            big = float(np.abs(data.X).max())
+            if big > 1e15:
+                message += f"; note max |X| = {big:.3g}, too large: scale the inputs"
+            if on_nonfinite == "raise":
+                error = FloatingPointError(message)
+                error.history = history
+                raise error
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            break
+        seconds = time.perf_counter() - start
+        with strategy.collective():
+            logs = {"epoch": epoch, "loss": run.mean_loss()}
+            if net.loss.classification:
+                logs["accuracy"] = run.accuracy()
+            if validation is not None:
+                logs.update({"val_" + k: v for k, v in metrics(net, validation,
+                                                                strategy).items()})
+            logs["lr"] = optimizer.lr
+            logs["seconds"] = strategy.agree(seconds)
+            logs["samples_per_second"] = (data.n / logs["seconds"] if logs["seconds"] > 0
+                                          else float("inf"))
+            history.append(epoch, logs)
+            progress.end_epoch(logs)
+            for callback in callbacks:
+                callback.on_epoch_end(net, logs)
+            if strategy.writer and checkpoint is not None and (
+                    (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs
+                    or net.stop_training):
+                save_checkpoint(checkpoint, net, optimizer, callbacks, history,
+                                epoch=epoch + 1, batch_size=batch_size, n_samples=data.n)
+        strategy.check_replicas(theta, epoch + 1)
+        if net.stop_training:
+            break
+    progress.close()
+    for callback in callbacks:
+        if hasattr(callback, "on_train_end"):
+            callback.on_train_end(net)
+    return history
+
+
+def _agree_rng(net, strategy):
+    """Every process shuffles as the writer does (seeds may differ between ranks)."""
+    state = strategy.agree(net._shuffle_rng.bit_generator.state)
+    net._shuffle_rng.bit_generator.state = state
+
+
+def metrics(net, data, strategy):
+    """Mean loss (and accuracy) of ``net`` over ``data``, each process doing its shard."""
+    if strategy.size == 1:
+        return net._metrics(net._output(data.X), data)
+    lo, hi = strategy.shard(data.n)
+    totals = np.zeros(3)                # weighted loss sum, weighted correct, total weight
+    if hi > lo:
+        shard = data.rows(lo, hi)
+        totals[:] = net._metric_sums(net._output(shard.X), shard)
+    strategy.sum(totals)
+    result = {"loss": float(totals[0] / totals[2])}
+    if net.loss.classification:
+        result["accuracy"] = float(totals[1] / totals[2])
+    return result
+
+
+class EpochRunner:
+    """Runs one epoch's steps through the backend, with progress and rollback.
+
+    The backend runs many steps per call. Before each call the parameters and
+    optimizer state are copied; if the call stops on a non-finite forward
+    pass or leaves non-finite weights, the copy is restored and the steps are
+    replayed one at a time (the kernels are deterministic) to find the failing
+    step, whose update is then undone: the network ends on the last finite
+    weights. Under a distributed strategy every process takes the same
+    decisions at the same steps (calls are as long on every process).
+    """
+
+    def __init__(self, net, data, batch_size, steps, optimizer, strategy):
+        self.net, self.data, self.strategy = net, data, strategy
+        self.batch_size, self.steps, self.optimizer = batch_size, steps, optimizer
+        self.theta = net._theta
+        self.step_losses = np.empty(steps, np.float64)
+        self.step_correct = np.zeros(steps, np.int64)
+        self.weights = np.full(steps, batch_size, np.float64)
+        self.weights[-1] = data.n - (steps - 1) * batch_size
+
+    def _call(self, perm, begin, end):
+        completed = self.net.backend.train_steps(
+            self.net._spec, self.theta, self.data, perm, self.batch_size, begin, end,
+            self.optimizer, self.step_losses[begin:], self.step_correct[begin:],
+            self.strategy)
+        self.optimizer.state["t"] += completed
+        return completed
+
+    def _snapshot(self):
+        state = self.optimizer.state
+        return self.theta.copy(), state["s1"].copy(), state["s2"].copy(), state["t"]
+
+    def _restore(self, snap):
+        state = self.optimizer.state
+        self.theta[...], state["s1"][...], state["s2"][...] = snap[:3]
+        state["t"] = snap[3]
+
+    def _finite(self):
+        state = self.optimizer.state
+        return (_kt.all_finite(self.theta) and _kt.all_finite(state["s1"])
+                and _kt.all_finite(state["s2"]))
+
+    def epoch(self, perm, progress, start):
+        """Run every step; return None, or the index of the step that failed."""
+        done = 0
+        per_call = 1 if progress.wants_updates else self.steps
+        per_call = self.strategy.agree(per_call)
+        while done < self.steps:
+            stop = min(self.steps, done + per_call)
+            snap = self._snapshot()
+            if self._call(perm, done, stop) < stop - done or not self._finite():
+                self._restore(snap)
+                for step in range(done, stop):
+                    snap = self._snapshot()
+                    if self._call(perm, step, step + 1) < 1 or not self._finite():
+                        self._restore(snap)
+                        return step
+            self.strategy.sum(self.step_losses[done:stop])
+            self.strategy.sum(self.step_correct[done:stop])
+            elapsed = time.perf_counter() - start
+            seen = float(self.weights[:stop].sum())
+            progress.update(stop, float(self.step_losses[:stop] @ self.weights[:stop] / seen),
+                            seen / max(elapsed, 1e-9))
+            # About ten bar updates a second, whatever a step costs.
+            per_call = self.strategy.agree(max(1, int(0.1 * stop / max(elapsed, 1e-9))))
+            done = stop
+        return None
+
+    def mean_loss(self):
+        return float(self.step_losses @ self.weights / self.weights.sum())
+
+    def accuracy(self):
+        """Running accuracy over the epoch's batches, each before its update."""
+        net = self.net
+        per_sample = net.n_outputs if net.loss.name == "binary_cross_entropy" else 1
+        return float(self.step_correct.sum() / (self.weights.sum() * per_sample))
