@@ -6,6 +6,7 @@
 
 from . import callbacks, datasets
 from .callbacks import EarlyStopping
+from .export import export_onnx
 from .io import ModelFileError, load, read_header, save
 from .layers import Dense, Dropout, Rescaling
 from .network import History, Network
@@ -16,4 +17,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Dense", "Dropout", "Rescaling", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
            "callbacks", "datasets", "EarlyStopping", "warmup", "save", "load", "read_header",
-           "ModelFileError", "__version__"]
+           "ModelFileError", "export_onnx", "__version__"]
