@@ -129,20 +129,18 @@ class _Graph:
     """The nodes and initializers of the graph being built, in the network's dtype."""
 
     def __init__(self, dtype):
-        from onnx import numpy_helper
+        from onnx import helper, numpy_helper
 
         self.dtype = dtype
         self.nodes, self.initializers = [], []
-        self._from_array = numpy_helper.from_array
+        self._from_array, self._make_node = numpy_helper.from_array, helper.make_node
 
     def constant(self, name, value):
         self.initializers.append(self._from_array(np.asarray(value, self.dtype), name))
         return name
 
     def node(self, op_type, inputs, name, **attributes):
-        from onnx import helper
-
-        self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
+        self.nodes.append(self._make_node(op_type, inputs, [name], name=name, **attributes))
         return name
 
 
