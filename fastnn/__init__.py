@@ -6,16 +6,17 @@
 
 from . import callbacks, datasets
 from .callbacks import EarlyStopping
+from .export import export_onnx
 from .fileformat import ModelFileError
 from .io import load, read_header, save
 from .layers import Dense, Dropout, Rescaling
 from .network import Network
-from .training import History
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from .training import History
 from .warmup import warmup
 
 __version__ = "0.1.0"
 
-__all__ = ["Dense", "Dropout", "Rescaling", "Network", "History", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop",
-           "callbacks", "datasets", "EarlyStopping", "warmup", "save", "load", "read_header",
-           "ModelFileError", "__version__"]
+__all__ = ["Dense", "Dropout", "Rescaling", "Network", "History", "Optimizer", "SGD", "Adam",
+           "AdamW", "RMSprop", "callbacks", "datasets", "EarlyStopping", "warmup", "save", "load",
+           "read_header", "ModelFileError", "export_onnx", "__version__"]

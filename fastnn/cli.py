@@ -171,7 +171,7 @@ def _number(kind, low, high=None, low_inclusive=False):
 
 
 def build_parser():
-    """The ``fastnn`` argument parser with its four subcommands."""
+    """The ``fastnn`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
         prog="fastnn", description="Train, evaluate and use dense neural networks (numba).",
         epilog="Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted.")
@@ -245,6 +245,13 @@ def build_parser():
                                description="Print a saved model's architecture and metadata.")
     info.add_argument("model", metavar="MODEL.npz")
     info.set_defaults(run=_info, parser=info)
+
+    export = commands.add_parser("export", help="write a saved model as an ONNX graph",
+                                 description="Write a saved model as an ONNX graph whose output "
+                                             "is predict_proba (needs the onnx package).")
+    export.add_argument("model", metavar="MODEL.npz")
+    export.add_argument("output", metavar="MODEL.onnx")
+    export.set_defaults(run=_export, parser=export)
     return parser
 
 
@@ -352,6 +359,16 @@ def _info(args, parser):
         print(f"{key + ':':<{width}} {value}")
     for i, layer in enumerate(layers):
         print(f"  layer {i}: {_layer_line(layer)}")
+    return 0
+
+
+def _export(args, parser):
+    from .export import OPSET, export_onnx
+
+    net = load(args.model)
+    export_onnx(net, args.output)
+    print(f"saved ONNX model to {args.output} (opset {OPSET}, {net.dtype.name}, "
+          f"input X: (N, {net.n_features}), output: (N, {net.n_outputs}))")
     return 0
 
 
