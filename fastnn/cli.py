@@ -26,6 +26,7 @@ from .layers import Dense
 from .losses import get_loss
 from .network import DTYPES, Network
 from .optimizers import SGD, Adam
+from .training import get_strategy
 from .warmup import warmup
 
 # Expected failures: reported as one line and exit code 1, never a traceback.
@@ -211,6 +212,10 @@ def build_parser():
                        default=0.0, metavar="F",
                        help="hold out the last fraction F of the shuffled training set for "
                             "per-epoch validation (default: 0)")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel training over MPI ranks: launch with "
+                            "`mpiexec -n N fastnn train --distributed ...`; rank 0 prints and "
+                            "writes the files")
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
     train.add_argument("--plot", metavar="CURVES.png", help="save loss/accuracy curves here")
     train.add_argument("--history", metavar="HISTORY.json",
@@ -262,23 +267,25 @@ def build_parser():
 def _train(args, parser):
     if args.download and args.data.name != "mnist":
         parser.error("--download only applies to --data mnist")
-    say = _printer(args.quiet)
-    for path in (args.save, args.plot, args.history):
-        _check_writable(path)
-    if args.plot:
-        _require_matplotlib()
-
-    data = args.data.load(args.dtype, args.download)
-    n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
-    X_train, y_train, validation_data = _validation_split(data.X_train, data.y_train,
-                                                          args.validation_split, args.seed)
-    sizes = [data.X_train.shape[1], *args.layers, n_classes]
-    layers = [Dense(n_in, n_out, args.activation) for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
-    layers.append(Dense(sizes[-2], sizes[-1]))
-    net = Network(layers, loss="cross_entropy", dtype=args.dtype, seed=args.seed,
-                  threads=args.threads)
-    choice = OPTIMIZERS[args.optimizer]
-    optimizer = choice.build(args.lr if args.lr is not None else choice.default_lr)
+    strategy = get_strategy("mpi" if args.distributed else None)
+    say = _printer(args.quiet or not strategy.writer)
+    with strategy.collective():          # distributed: every rank gets past here, or none
+        for path in (args.save, args.plot, args.history):
+            _check_writable(path)
+        if args.plot:
+            _require_matplotlib()
+        data = args.data.load(args.dtype, args.download)
+        n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
+        X_train, y_train, validation_data = _validation_split(data.X_train, data.y_train,
+                                                              args.validation_split, args.seed)
+        sizes = [data.X_train.shape[1], *args.layers, n_classes]
+        layers = [Dense(n_in, n_out, args.activation)
+                  for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
+        layers.append(Dense(sizes[-2], sizes[-1]))
+        net = Network(layers, loss="cross_entropy", dtype=args.dtype, seed=args.seed,
+                      threads=args.threads)
+        choice = OPTIMIZERS[args.optimizer]
+        optimizer = choice.build(args.lr if args.lr is not None else choice.default_lr)
 
     val = f", {len(validation_data[0])} validation" if validation_data else ""
     say(f"data: {args.data} ({len(X_train)} train{val}, {len(data.X_test)} test samples; "
@@ -291,9 +298,13 @@ def _train(args, parser):
     start = time.perf_counter()
     history = net.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, verbose=0 if args.quiet else 1,
-                      validation_data=validation_data)
+                      validation_data=validation_data,
+                      distributed=strategy.comm if args.distributed else None)
     say(f"trained {len(history.epoch)} epochs in {time.perf_counter() - start:.2f} s")
-    print(_metrics_line(net.evaluate(data.X_test, data.y_test), len(data.X_test)), flush=True)
+    metrics = net.evaluate(data.X_test, data.y_test)
+    if not strategy.writer:
+        return 0
+    print(_metrics_line(metrics, len(data.X_test)), flush=True)
 
     if args.save:
         save(net, args.save, include_optimizer=True)
@@ -374,6 +385,15 @@ def _export(args, parser):
 
 # ----------------------------------------------------------------------------
 # helpers
+
+
+def _rank(args):
+    """This process's MPI rank under ``--distributed`` (0 otherwise)."""
+    if not getattr(args, "distributed", False):
+        return 0
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.Get_rank()
 
 
 def _printer(quiet):
@@ -529,6 +549,7 @@ def main(argv=None):
         0 success, 1 runtime error, 2 usage error, 130 interrupted.
     """
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         return args.run(args, args.parser)
@@ -542,7 +563,10 @@ def main(argv=None):
         return 1
     except EXPECTED_ERRORS as exc:
         sys.stdout.flush()
-        print(f"fastnn: error: {_one_line(exc)}", file=sys.stderr)
+        # In a distributed run the ranks raise the errors they agreed on together (these
+        # carry ``fastnn_rank``); rank 0 prints those.
+        if getattr(exc, "fastnn_rank", None) is None or _rank(args) == 0:
+            print(f"fastnn: error: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -65,11 +65,18 @@ def save(net, path, include_optimizer=False):
     ValueError
         ``include_optimizer`` is true but the network has no optimizer, or an
         optimizer that cannot be rebuilt by name.
+
+    Notes
+    -----
+    After ``fit(..., distributed=...)``, only rank 0 writes; on the other
+    ranks ``save`` does nothing.
     """
     from . import __version__  # not at the top: fastnn/__init__ imports this module first
 
     if not isinstance(net, Network):
         raise TypeError(f"save expects a fastnn.Network, got {type(net).__name__}")
+    if not getattr(net, "_writer", True):
+        return                    # a rank other than 0 of a distributed run: rank 0 writes
 
     params = np.ascontiguousarray(net.get_params())
     header = {

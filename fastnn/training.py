@@ -160,6 +160,7 @@ def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validatio
     progress = Progress(verbose if strategy.writer else 0, epochs)
     net.stop_training = False
     net.history = history
+    net._writer = strategy.writer            # fastnn.save writes on the writer only
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
         perm = net._shuffle_rng.permutation(data.n) if shuffle else np.arange(data.n)
@@ -177,6 +178,8 @@ def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validatio
             if on_nonfinite == "raise":
                 error = FloatingPointError(message)
                 error.history = history
+                if strategy.size > 1:
+                    error.fastnn_rank = 0          # every rank diverged at this step
                 raise error
             warnings.warn(message, RuntimeWarning, stacklevel=3)
             break
@@ -223,10 +226,16 @@ def metrics(net, data, strategy):
         return net._metrics(net._output(data.X), data)
     lo, hi = strategy.shard(data.n)
     totals = np.zeros(3)                # weighted loss sum, weighted correct, total weight
-    if hi > lo:
-        shard = data.rows(lo, hi)
-        totals[:] = net._metric_sums(net._output(shard.X), shard)
+    error = None
+    try:
+        if hi > lo:
+            shard = data.rows(lo, hi)
+            totals[:] = net._metric_sums(net._output(shard.X), shard)
+    except Exception as exc:            # raised after the sum, which every rank enters
+        error = exc
     strategy.sum(totals)
+    if error is not None:
+        raise error
     result = {"loss": float(totals[0] / totals[2])}
     if net.loss.classification:
         result["accuracy"] = float(totals[1] / totals[2])
