@@ -219,3 +219,16 @@ def test_bad_distributed_argument_is_a_clear_error():
         net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), distributed="gloo", verbose=0)
     with pytest.raises(TypeError, match="mpi4py communicator"):
         net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), distributed=3, verbose=0)
+
+
+def test_hostfile_launch_on_loopback(tmp_path):
+    """The README's several-host command, with a hostfile naming this machine twice."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost:2\n")
+    argv = _argv(2, "equal", tmp_path, "momentum", "float64", 203)
+    argv[1:1] = ["-f", str(hosts)]
+    proc = subprocess.run(argv, env=_env(120), capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    ranks = [load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])
+    assert relative(ranks[0]["params"], load(tmp_path / "single.npz")["params"]) <= 1e-10
