@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -86,7 +87,10 @@ def test_grid_search_on_a_local_cluster_equals_n_jobs_1(monkeypatch):
     local_search = GridSearchCV(estimator, grid, cv=3, n_jobs=1).fit(X, y)
     assert len(local_fits) == 12 + 1
 
-    with _deadline(DEADLINE), \
+    # patch.dict restores os.environ afterwards: LocalCluster's nannies set
+    # OMP/OPENBLAS/MKL_NUM_THREADS=1 in this process's environment for their
+    # workers and leave them there, for every later test's subprocesses.
+    with _deadline(DEADLINE), mock.patch.dict(os.environ), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                          dashboard_address=None) as cluster, \
             Client(cluster) as client:
