@@ -8,6 +8,8 @@ activation as the kernels apply it (identity on a fused-loss output layer).
 import numpy as np
 
 from . import reference
+from .data import NO_WEIGHTS, DataError, bad_label_error, bad_value_error
+from .kernels import gather as _kg
 from .kernels import losses as _kl
 from .kernels import training as _kt
 
@@ -25,19 +27,28 @@ class NumbaBackend:
         width = int(spec.sizes[1:].sum())
         return np.empty(rows * width, spec.dtype), np.empty(rows * width, spec.dtype)
 
-    def predict_raw(self, spec, theta, X, chunk=1024):
-        """Last layer's output for ``X`` (logits for the fused losses), and a finiteness flag."""
-        cap = min(chunk, X.shape[0])
+    def predict_raw(self, spec, theta, src, chunk=1024):
+        """Last layer's output for the source ``src`` (logits for the fused losses).
+
+        Returns ``(out, ok, bad)``: ``ok`` whether every value was finite,
+        ``bad`` the flat index of a non-finite input value (or -1).
+        """
+        n = src.n
+        cap = max(1, min(chunk, n))
         hbuf = np.empty(cap * int(spec.sizes[1:].sum()), spec.dtype)
-        out = np.empty((X.shape[0], spec.sizes[-1]), spec.dtype)
-        ok = _kt.predict_raw(X, theta, spec.sizes, spec.codes, hbuf, cap, out)
-        return out, ok
+        xbuf = np.empty((cap, spec.sizes[0]), spec.dtype)
+        out = np.empty((n, spec.sizes[-1]), spec.dtype)
+        status = np.zeros(1, np.int64)
+        scale, offset, rescale = _rescale_args(spec)
+        ok = _kt.predict_raw(src.bytes, src.kind, scale, offset, rescale, theta, spec.sizes,
+                             spec.codes, hbuf, xbuf, cap, out, status)
+        return out, ok, int(status[0])
 
     def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code, step=0,
                            weights=None):
         hbuf, dbuf = self._work(spec, X.shape[0])
         grad = np.zeros_like(theta)
-        w = _NO_WEIGHTS if weights is None else weights
+        w = NO_WEIGHTS if weights is None else weights
         loss = _kt.loss_and_gradients(X, labels, targets, w, theta, spec.sizes, spec.codes,
                                       loss_code, hbuf, dbuf, X.shape[0], grad, spec.rates,
                                       spec.seed, step)
@@ -45,7 +56,7 @@ class NumbaBackend:
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
                     step_losses, step_correct, strategy):
-        key = (batch_size, spec.dtype, tuple(spec.sizes))
+        key = (batch_size, spec.dtype, tuple(spec.sizes), strategy.size > 1)
         buffers = self._train_buffers.get(key)
         if buffers is None:
             hbuf, dbuf = self._work(spec, batch_size)
@@ -55,29 +66,52 @@ class NumbaBackend:
                        np.empty((batch_size, spec.sizes[0]), spec.dtype),
                        np.empty(batch_size, np.int64),
                        np.empty((batch_size, spec.sizes[-1]), spec.dtype),
-                       np.empty(batch_size, np.float64), np.zeros(2, np.int64))
+                       np.empty(batch_size, np.float64), np.zeros(3, np.int64))
             self._train_buffers = {key: buffers}
         hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status = buffers
         state = optimizer.state
         rank, size, *mpi = strategy.kernel_args(spec.dtype)
+        scale, offset, rescale = _rescale_args(spec)
         completed = _kt.train_steps(
-            data.X, data.labels, data.targets, data.weights, perm, batch_size, step_begin,
-            step_end, theta, spec.sizes, spec.codes, spec.rates, spec.seed, data.code,
-            optimizer.code, optimizer.hyper_array(), state["t"], state["s1"], state["s2"],
-            grad, gsum, hbuf, dbuf, xb, yb, tb, wb, step_losses, step_correct, rank, size,
+            data.X.bytes, data.X.kind, data.y.bytes, data.y.kind, scale, offset, rescale,
+            data.mapped, data.weights, perm, batch_size, step_begin, step_end, theta,
+            spec.sizes, spec.codes, spec.rates, spec.seed, data.code, optimizer.code,
+            optimizer.hyper_array(), state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
+            dbuf, xb, yb, tb, wb, step_losses, step_correct, rank, size,
             np.array(mpi, np.int64), status)
-        if completed < step_end - step_begin and status[0] == _kt.STOP_ZERO_WEIGHT:
-            raise_zero_weight(int(status[1]))
+        if completed < step_end - step_begin:
+            _raise_input_error(spec, data, strategy, int(status[0]), int(status[1]),
+                               int(status[2]))
         return completed
 
 
-_NO_WEIGHTS = np.zeros(0, np.float64)
+
+def _rescale_args(spec):
+    """``(scale, offset, rescale)`` of the network's Rescaling layer for the kernels."""
+    if spec.rescaling is None:
+        return 1.0, 0.0, False
+    return spec.rescaling.scale, spec.rescaling.offset, True
 
 
 def raise_zero_weight(step):
-    raise ValueError(f"sample_weight sums to 0 over the batch of step {step + 1} of the epoch; "
-                     "every batch needs a positive total weight (use larger batches or give "
-                     "every class some weight)")
+    raise DataError(f"sample_weight sums to 0 over the batch of step {step + 1} of the epoch; "
+                    "every batch needs a positive total weight (use larger batches or give "
+                    "every class some weight)")
+
+
+def _raise_input_error(spec, data, strategy, reason, step, index):
+    """Raise the error for bad input that stopped the steps (on every process)."""
+    if reason == _kt.STOP_ZERO_WEIGHT:
+        raise_zero_weight(step)
+    if reason not in (_kt.STOP_BAD_X, _kt.STOP_BAD_Y, _kt.STOP_PEER_BAD_INPUT):
+        return                               # non-finite: the epoch runner rolls back
+    with strategy.collective():              # the process that read it raises first
+        if reason == _kt.STOP_BAD_X:
+            raise bad_value_error(data.X, index, spec.dtype)
+        if reason == _kt.STOP_BAD_Y:
+            if data.code == _kl.CE_LABELS:
+                raise bad_label_error(data.y, index, int(spec.sizes[-1]))
+            raise bad_value_error(data.y, index, spec.dtype, name="y")
 
 
 class NumpyBackend:
@@ -85,12 +119,14 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def predict_raw(self, spec, theta, X, chunk=None):
+    def predict_raw(self, spec, theta, src, chunk=None):
+        X = src.take(slice(None), spec.dtype, spec.rescaling)
+        bad = _first_nonfinite(X) if src.kind in _FLOAT_KINDS else -1
         Ws, bs = reference.layer_views(theta, spec.sizes)
         with np.errstate(over="ignore", invalid="ignore"):
             Hs = reference.forward(X, Ws, bs, spec.kernel_activations)
-        ok = all(np.isfinite(h).all() for h in Hs)
-        return Hs[-1], ok
+        ok = bad < 0 and all(np.isfinite(h).all() for h in Hs)
+        return Hs[-1], ok, bad
 
     def _loss_and_grad(self, spec, theta, X, y, step, weights=None):
         Ws, bs = reference.layer_views(theta, spec.sizes)
@@ -107,8 +143,8 @@ class NumpyBackend:
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
                     step_losses, step_correct, strategy):
-        X, code = data.X, data.code
-        y_all = data.labels if code == _kl.CE_LABELS else data.targets
+        code = data.code
+        labels = code == _kl.CE_LABELS
         weighted = data.weights.shape[0] > 0
         hp = optimizer.hyperparameters()
         state = optimizer.state
@@ -119,6 +155,12 @@ class NumpyBackend:
             lo = start + r * strategy.rank // strategy.size
             hi = start + r * (strategy.rank + 1) // strategy.size
             rows = perm[lo:hi]
+            x = data.X.take(rows, spec.dtype, spec.rescaling)
+            y = data.y.take(rows, np.int64 if labels else spec.dtype)
+            with strategy.collective():      # a bad row on one process stops them all
+                _check_rows(spec, data, rows, x, y, labels)
+            if labels:
+                y = y[:, 0]
             w = data.weights[rows] if weighted else None
             norm = float(data.weights[perm[start:start + r]].sum()) if weighted else float(r)
             if norm == 0:
@@ -126,27 +168,25 @@ class NumpyBackend:
             t = state["t"] + s - step_begin + 1
             Ws, bs = reference.layer_views(theta, spec.sizes)
             with np.errstate(over="ignore", invalid="ignore"):
-                Hs, masks = reference.forward_train(X[rows], Ws, bs, spec.kernel_activations,
+                Hs, masks = reference.forward_train(x, Ws, bs, spec.kernel_activations,
                                                     spec.rates, spec.seed, t, lo - start)
-                loss, delta = reference.loss_and_delta(spec.loss.name, Hs[-1], y_all[rows],
+                loss, delta = reference.loss_and_delta(spec.loss.name, Hs[-1], y,
                                                        spec.kernel_activations[-1], w, norm)
-            step_correct[s - step_begin] = reference.count_correct(spec.loss.name, Hs[-1],
-                                                                   y_all[rows])
+            step_correct[s - step_begin] = reference.count_correct(spec.loss.name, Hs[-1], y)
             step_losses[s - step_begin] = loss
             bad = not np.isfinite(loss) or not all(np.isfinite(h).all() for h in Hs)
             if strategy.size == 1:
                 if bad:
                     return s - step_begin
-                grads = reference.backward(X[rows], Ws, spec.kernel_activations, Hs, delta,
-                                           masks)
+                grads = reference.backward(x, Ws, spec.kernel_activations, Hs, delta, masks)
                 grad = np.concatenate([a.ravel() for pair in grads for a in pair])
             else:
                 # Every process enters every step's sum; the last entry says "stop".
                 grad = np.zeros(theta.size + 1, theta.dtype)
                 grad[-1] = bad
                 if not bad:
-                    grads = reference.backward(X[rows], Ws, spec.kernel_activations, Hs,
-                                               delta, masks)
+                    grads = reference.backward(x, Ws, spec.kernel_activations, Hs, delta,
+                                               masks)
                     grad[:-1] = np.concatenate([a.ravel() for pair in grads for a in pair])
                 strategy.sum(grad)
                 if grad[-1]:
@@ -155,6 +195,34 @@ class NumpyBackend:
             reference.optimizer_update(optimizer.name, theta, grad.astype(theta.dtype),
                                        state["s1"], state["s2"], t, hp)
         return step_end - step_begin
+
+
+_FLOAT_KINDS = (_kg.F32, _kg.F64)
+
+
+def _first_nonfinite(values):
+    """Flat index of the first non-finite value of a 2-D array, or -1."""
+    bad = ~np.isfinite(values)
+    return int(np.argmax(bad.ravel())) if bad.any() else -1
+
+
+def _check_rows(spec, data, rows, x, y, labels):
+    """The reference's checks of a batch read from a source (the kernels' twins)."""
+    if data.X.kind in _FLOAT_KINDS:
+        bad = _first_nonfinite(np.asarray(data.X.array[rows], np.float64).astype(spec.dtype)
+                               .reshape(len(rows), -1))
+        if bad >= 0:
+            row, col = divmod(bad, x.shape[1])
+            raise bad_value_error(data.X, rows[row] * x.shape[1] + col, spec.dtype)
+    if labels:
+        out = (y[:, 0] < 0) | (y[:, 0] >= spec.sizes[-1])
+        if out.any():
+            raise bad_label_error(data.y, rows[int(np.argmax(out))], int(spec.sizes[-1]))
+    elif data.y.kind in _FLOAT_KINDS:
+        bad = _first_nonfinite(y)
+        if bad >= 0:
+            row, col = divmod(bad, y.shape[1])
+            raise bad_value_error(data.y, rows[row] * y.shape[1] + col, spec.dtype, name="y")
 
 
 BACKENDS = {"numba": NumbaBackend, "numpy": NumpyBackend}

@@ -23,7 +23,8 @@ def _architecture(net):
             "seed": net.seed}
 
 
-def save_checkpoint(path, net, optimizer, callbacks, history, *, epoch, batch_size, n_samples):
+def save_checkpoint(path, net, optimizer, callbacks, history, *, epoch, batch_size, n_samples,
+                    shuffle=True):
     """Write the training state after ``epoch`` finished epochs to ``path`` atomically."""
     params = net.get_params()
     state = optimizer.state_dict()
@@ -45,6 +46,7 @@ def save_checkpoint(path, net, optimizer, callbacks, history, *, epoch, batch_si
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
         "architecture": _architecture(net),
         "epoch": int(epoch), "batch_size": int(batch_size), "n_samples": int(n_samples),
+        "shuffle": shuffle if shuffle == "block" else bool(shuffle),
         "optimizer": {"name": optimizer.name, "config": optimizer.get_config(),
                       "t": int(state["t"])},
         "shuffle_rng": net._shuffle_rng.bit_generator.state,
@@ -79,15 +81,18 @@ def read_checkpoint(path):
     return header, arrays
 
 
-def restore_checkpoint(path, net, optimizer, callbacks, history, *, batch_size, n_samples):
+def restore_checkpoint(path, net, optimizer, callbacks, history, *, batch_size, n_samples,
+                       shuffle=True):
     """Load a checkpoint into a network about to train; return the finished epochs."""
     name = os.fspath(path)
     header, arrays = read_checkpoint(name)
     if header["architecture"] != _architecture(net):
         raise ValueError(f"{name}: the checkpoint was written by a different network "
                          f"({header['architecture']} vs {_architecture(net)})")
-    for key, value in (("batch_size", batch_size), ("n_samples", n_samples)):
-        if header[key] != value:
+    shuffle = shuffle if shuffle == "block" else bool(shuffle)
+    for key, value in (("batch_size", batch_size), ("n_samples", n_samples),
+                       ("shuffle", shuffle)):
+        if header.get(key, value) != value:
             raise ValueError(f"{name}: the checkpoint was trained with {key}={header[key]}, "
                              f"this call has {value}; resume with the same data and settings")
     saved = header["optimizer"]

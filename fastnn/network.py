@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._threads import blas_threads, check_threads
+from . import data as _data
 from . import reference, training
 from .activations import ACTIVATIONS
 from .backends import get_backend
@@ -30,6 +31,7 @@ class NetSpec(NamedTuple):
     kernel_activations: tuple        # the same as names (fused output -> identity)
     loss: object                     # fastnn.losses.Loss
     dtype: np.dtype
+    rescaling: object                # the Rescaling first layer, or None
 
 
 class Network:
@@ -127,7 +129,8 @@ class Network:
             sizes=np.array([layers[0].n_in] + [l.n_out for l in layers], np.int64),
             codes=np.array([ACTIVATIONS[a].code for a in applied], np.int64),
             rates=np.array(rates if any(rates) else [], np.float64), seed=self.seed,
-            kernel_activations=tuple(applied), loss=self.loss, dtype=self.dtype)
+            kernel_activations=tuple(applied), loss=self.loss, dtype=self.dtype,
+            rescaling=self.rescaling)
         init_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(2)
         self._shuffle_rng = np.random.default_rng(shuffle_seq)
         self._theta = np.empty(self.n_params, self.dtype)
@@ -220,9 +223,16 @@ class Network:
     # ---- input checking --------------------------------------------------
 
     def _check_X(self, X, name="X", check_finite=True):
+        """``X`` as a :class:`fastnn.data.Source`, read in place where the kernels can.
+
+        float32/float64 in the network's dtype and 8/16-bit integers that are
+        C-contiguous are not copied (memory maps included); other arrays are
+        converted once. Arrays in memory are checked for NaN/inf here; a
+        memory map is checked by the kernels as they read it.
+        """
         if hasattr(X, "toarray") or hasattr(X, "tocsr"):
             raise TypeError(f"{name}: sparse matrices are not supported; pass a dense array")
-        arr = np.asarray(X)
+        arr = X if isinstance(X, np.ndarray) else np.asarray(X)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name} must be numeric (bool, int or float), got dtype {arr.dtype}")
         if arr.ndim == 1 and self.n_features == 1:
@@ -235,38 +245,53 @@ class Network:
         if arr.shape[1] != self.n_features:
             raise ValueError(f"{name} has {arr.shape[1]} features but the network expects "
                              f"{self.n_features}")
+        mapped = _data.is_mapped(arr)
+        in_place = arr.flags.c_contiguous and (
+            arr.dtype == self.dtype or arr.dtype.kind in "iu" and arr.dtype in _data.KINDS
+            and arr.dtype.itemsize <= 2 or mapped and arr.dtype.kind == "f"
+            and arr.dtype in _data.KINDS)
+        if mapped and not in_place:
+            raise ValueError(f"{name} is a memory map of dtype {arr.dtype}"
+                             f"{'' if arr.flags.c_contiguous else ', not C-contiguous'}: "
+                             f"fastnn reads maps in place only when they are C-contiguous "
+                             f"float32, float64, uint8, int8, uint16 or int16 (copying it "
+                             f"would load it whole); write it in one of those")
+        if in_place:
+            src = _data.source(arr, mapped)
+            if check_finite and not mapped and arr.dtype.kind == "f":
+                _check_finite(arr, arr, name)
+            return src
         with np.errstate(over="ignore", invalid="ignore"):
             out = np.ascontiguousarray(arr, dtype=self.dtype)
         if check_finite:
             _check_finite(out, arr, name)
-        if self.rescaling is not None:
-            dt = self.dtype.type
-            with np.errstate(over="ignore", invalid="ignore"):
-                out = out * dt(self.rescaling.scale) + dt(self.rescaling.offset)
-        return out
+        return _data.source(out, False, arr)
 
     def _check_y(self, y, n):
-        """Return ``(labels, targets, loss_code)``: int64 labels or float targets."""
+        """Return ``(y, loss_code)``: int64-kind labels or float targets as a source."""
         if hasattr(y, "toarray"):
             raise TypeError("y: sparse matrices are not supported; pass a dense array")
-        arr = np.asarray(y)
+        arr = y if isinstance(y, np.ndarray) else np.asarray(y)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"y must be numeric, got dtype {arr.dtype}")
         if arr.ndim == 0 or arr.shape[0] != n:
             got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} samples"
             raise ValueError(f"X and y have different lengths: X has {n} samples, y has {got}")
         C = self.n_outputs
-        empty_labels = np.empty(0, np.int64)
+        mapped = _data.is_mapped(arr)
         if self.loss.name == "cross_entropy" and arr.ndim == 1:
+            if mapped and arr.dtype.kind in "iu" and arr.dtype in _data.KINDS \
+                    and arr.flags.c_contiguous:
+                return _data.source(arr, True), _kl.CE_LABELS    # checked as it is read
             if arr.dtype.kind == "f":
                 if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
                     raise ValueError("class labels must be integers (got non-integer or NaN values)")
-            labels = arr.astype(np.int64)
+            labels = np.ascontiguousarray(arr, dtype=np.int64)
             bad = (labels < 0) | (labels >= C)
             if bad.any():
                 raise ValueError(f"labels must be in 0..{C - 1} for {C} outputs; found "
                                  f"{labels[bad][0]} (at index {int(np.argmax(bad))})")
-            return labels, np.empty((0, C), self.dtype), _kl.CE_LABELS
+            return _data.source(labels, False), _kl.CE_LABELS
         if arr.ndim == 1 and C == 1:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] != C:
@@ -274,30 +299,33 @@ class Network:
                 else f"(n_samples, {C})"
             raise ValueError(f"y must have shape {want} for a network with {C} outputs, "
                              f"got {arr.shape}")
+        code = _kl.CE_TARGETS if self.loss.name == "cross_entropy" else self.loss.kernel_code
+        if mapped and arr.dtype.kind == "f" and arr.dtype in _data.KINDS and arr.flags.c_contiguous:
+            if self.loss.classification:
+                _check_unit_interval_chunked(arr, self.loss.name)
+            return _data.source(arr, True), code               # checked as it is read
         targets = np.ascontiguousarray(arr, dtype=self.dtype)
         _check_finite(targets, arr, "y")
         if self.loss.classification and ((targets < 0) | (targets > 1)).any():
             raise ValueError(f"{self.loss.name} targets must lie in [0, 1]")
-        code = _kl.CE_TARGETS if self.loss.name == "cross_entropy" else self.loss.kernel_code
-        return empty_labels, targets, code
+        return _data.source(targets, False), code
 
     # ---- inference -------------------------------------------------------
 
-    def _output(self, X, original=None):
-        """Last layer output (logits for the fused losses) for checked ``X``.
-
-        ``original`` is the caller's array before conversion, for the error
-        message when a value does not fit the network's dtype.
-        """
+    def _output(self, src):
+        """Last layer output (logits for the fused losses) for the checked source ``src``."""
         theta = self._sync_params()
         with blas_threads(self.threads):
-            out, ok = self.backend.predict_raw(self._spec, theta, X)
+            out, ok, bad = self.backend.predict_raw(self._spec, theta, src)
+        if bad >= 0:
+            raise _data.bad_value_error(src, bad, self.dtype)
         if not ok:
             if not np.isfinite(theta).all():
                 raise FloatingPointError("the network's parameters are not finite (NaN or inf)")
-            _check_finite(X, X if original is None else np.asarray(original), "X")
+            _check_finite_chunked(src, self.dtype)
             raise FloatingPointError("the forward pass overflowed: X values are too large for "
-                                     f"{self.dtype.name} (max |X| = {np.abs(X).max():.3g})")
+                                     f"{self.dtype.name} (max |X| = "
+                                     f"{_max_abs_chunked(src.array):.3g})")
         return out
 
     def predict_proba(self, X):
@@ -311,7 +339,7 @@ class Network:
         -------
         ndarray of shape (n_samples, n_outputs)
         """
-        out = self._output(self._check_X(X, check_finite=False), X)
+        out = self._output(self._check_X(X, check_finite=False))
         if self.loss.output_activation == "softmax":
             return reference.softmax(out)
         if self.loss.output_activation == "sigmoid":
@@ -330,7 +358,7 @@ class Network:
         ndarray of shape (n_samples,) int64, (n_samples, n_outputs) int64, or
         (n_samples, n_outputs) float.
         """
-        out = self._output(self._check_X(X, check_finite=False), X)
+        out = self._output(self._check_X(X, check_finite=False))
         if self.loss.output_activation == "softmax":
             return out.argmax(axis=1)
         if self.loss.output_activation == "sigmoid":
@@ -354,50 +382,46 @@ class Network:
             of correct labels) and binary cross-entropy (fraction of correct
             label entries).
         """
-        data = self._check_data(X, y, sample_weight)
-        return self._metrics(self._output(data.X), data)
+        return training.metrics(self, self._check_data(X, y, sample_weight),
+                                training.SingleProcess())
 
     def _check_data(self, X, y, sample_weight=None, name="X"):
-        """Checked ``(X, y, sample_weight)`` as a :class:`training.TrainingData`."""
+        """Checked ``(X, y, sample_weight)`` as a :class:`fastnn.data.TrainingData`."""
         X = self._check_X(X, name=name)
-        labels, targets, code = self._check_y(y, X.shape[0])
-        weights = _check_weights(sample_weight, X.shape[0])
-        return training.TrainingData(X, labels, targets, code, weights)
+        y, code = self._check_y(y, X.n)
+        return _data.TrainingData(X, y, code, _check_weights(sample_weight, X.n))
 
-    def _correct(self, out, data):
-        """Per sample, the fraction of its predictions that are right."""
-        if self.loss.name == "cross_entropy":
-            truth = data.labels if data.code == _kl.CE_LABELS else data.targets.argmax(axis=1)
-            return (out.argmax(axis=1) == truth).astype(np.float64)
-        return ((out > 0) == (data.targets > 0.5)).mean(axis=1)
+    def _targets(self, batch):
+        """``(labels, targets)`` of a :class:`TrainingData` as arrays (the unused one empty)."""
+        if batch.code == _kl.CE_LABELS:
+            return batch.y.take(slice(None), np.int64)[:, 0], np.empty((0, self.n_outputs),
+                                                                       self.dtype)
+        return np.empty(0, np.int64), batch.y.take(slice(None), self.dtype)
 
-    def _metrics(self, out, data):
-        """``{"loss", "accuracy"}`` of the last layer's output ``out`` for ``data``."""
-        weights = data.weights if data.weights.shape[0] else None
-        y = data.labels if data.code == _kl.CE_LABELS else data.targets.astype(np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss = reference.loss_and_delta(self.loss.name, out.astype(np.float64), y,
-                                            self._spec.kernel_activations[-1], weights)[0]
-        result = {"loss": float(loss)}
-        if self.loss.classification:
-            if weights is None and self.loss.name == "cross_entropy":
-                result["accuracy"] = float(np.mean(self._correct(out, data)))
-            elif weights is None:
-                result["accuracy"] = float(np.mean((out > 0) == (data.targets > 0.5)))
-            else:
-                result["accuracy"] = float(weights @ self._correct(out, data) / weights.sum())
-        return result
+    def _metric_sums(self, out, batch):
+        """``(sum w_i l_i, sum w_i correct_i, sum w_i)`` of output ``out`` for ``batch``.
 
-    def _metric_sums(self, out, data):
-        """``(sum w_i l_i, sum w_i correct_i, sum w_i)``: :meth:`_metrics` before dividing."""
-        weights = data.weights if data.weights.shape[0] else np.ones(data.n)
-        y = data.labels if data.code == _kl.CE_LABELS else data.targets.astype(np.float64)
+        ``correct_i`` counts the right predictions of sample i (1 for a right
+        label; for binary cross-entropy, right label entries divided by the
+        number of outputs), so accuracy is the middle term over the last.
+        """
+        labels, targets = self._targets(batch)
+        y = labels if batch.code == _kl.CE_LABELS else targets.astype(np.float64)
+        weights = batch.weights if batch.weights.shape[0] else None
         with np.errstate(over="ignore", invalid="ignore"):
             loss = reference.loss_and_delta(self.loss.name, out.astype(np.float64), y,
                                             self._spec.kernel_activations[-1], weights,
                                             norm=1.0)[0]
-        correct = weights @ self._correct(out, data) if self.loss.classification else 0.0
-        return float(loss), float(correct), float(weights.sum())
+        total = float(batch.n if weights is None else weights.sum())
+        if not self.loss.classification:
+            return float(loss), 0.0, total
+        if self.loss.name == "cross_entropy":
+            truth = labels if batch.code == _kl.CE_LABELS else targets.argmax(axis=1)
+            counts = (out.argmax(axis=1) == truth).astype(np.float64)
+        else:
+            counts = ((out > 0) == (targets > 0.5)).sum(axis=1) / self.n_outputs
+        correct = counts.sum() if weights is None else weights @ counts
+        return float(loss), float(correct), total
 
     def loss_and_gradients(self, X, y, dropout_step=None, sample_weight=None):
         """The loss of ``(X, y)`` as one batch and the gradients the trainer uses.
@@ -417,18 +441,19 @@ class Network:
         grads : list of (dW, db)
             ``dW`` of shape (n_in, n_out) and ``db`` of shape (n_out,) per layer.
         """
-        data = self._check_data(X, y, sample_weight)
+        batch = self._check_data(X, y, sample_weight)
         theta = self._sync_params()
         spec = self._spec
         if dropout_step is None:
             spec = spec._replace(rates=np.zeros(0))
         else:
             dropout_step = _check_int("dropout_step", dropout_step, minimum=0)
-        weights = data.weights if data.weights.shape[0] else None
+        weights = batch.weights if batch.weights.shape[0] else None
+        X = batch.X.take(slice(None), self.dtype, self.rescaling)
+        labels, targets = self._targets(batch)
         with blas_threads(self.threads):
-            loss, grad = self.backend.loss_and_gradients(spec, theta, data.X, data.labels,
-                                                         data.targets, data.code,
-                                                         dropout_step or 0, weights)
+            loss, grad = self.backend.loss_and_gradients(spec, theta, X, labels, targets,
+                                                         batch.code, dropout_step or 0, weights)
         return float(loss), list(zip(*reference.layer_views(grad, spec.sizes)))
 
     # ---- training --------------------------------------------------------
@@ -453,8 +478,12 @@ class Network:
             Under ``distributed`` it is the global batch, split across ranks.
         optimizer : Optimizer, default SGD(lr=0.01)
             Kept (with its state) for later calls to ``fit``.
-        shuffle : bool
-            A fresh permutation every epoch (seeded by the network's seed).
+        shuffle : bool or "block"
+            True: a fresh permutation every epoch (seeded by the network's
+            seed). "block": every epoch permutes blocks of about 1 MiB of
+            contiguous rows and shuffles the rows of each 16 consecutive
+            blocks together (for memory maps on disks where random reads are
+            slow; see :func:`fastnn.data.block_permutation`). False: in order.
         verbose : {0, 1}
             1 prints per-epoch progress (a bar on a terminal, one line per
             epoch otherwise); 0 is silent.
@@ -523,6 +552,9 @@ class Network:
             if not isinstance(optimizer, Optimizer):
                 raise TypeError(f"optimizer must be a fastnn optimizer, got "
                                 f"{type(optimizer).__name__}")
+            if not (isinstance(shuffle, (bool, np.bool_)) or
+                    isinstance(shuffle, str) and shuffle == "block"):
+                raise ValueError(f"shuffle must be True, False or 'block', got {shuffle!r}")
             if on_nonfinite not in ("raise", "stop"):
                 raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
             checkpoint_every = _check_int("checkpoint_every", checkpoint_every, minimum=1)
@@ -563,7 +595,7 @@ def _check_finite(converted, original, name):
 def _check_weights(sample_weight, n):
     """``sample_weight`` as float64 of shape (n,), or the empty array for None."""
     if sample_weight is None:
-        return training.NO_WEIGHTS
+        return _data.NO_WEIGHTS
     if hasattr(sample_weight, "toarray"):
         raise TypeError("sample_weight: sparse matrices are not supported")
     w = np.asarray(sample_weight)
@@ -582,3 +614,28 @@ def _check_weights(sample_weight, n):
     if not w.any():
         raise ValueError("sample_weight is 0 for every sample")
     return w
+
+
+CHUNK_ROWS = 65536
+
+
+def _check_finite_chunked(src, dtype):
+    """Raise on the first value of ``src`` that is not finite in ``dtype`` (bounded memory)."""
+    for start in range(0, src.n, CHUNK_ROWS):
+        chunk = src.take(slice(start, start + CHUNK_ROWS), dtype)
+        if not _kt.all_finite(chunk.reshape(-1)):
+            flat = int(np.argmax(~np.isfinite(chunk).ravel()))
+            raise _data.bad_value_error(src, start * src.width + flat, dtype)
+
+
+def _max_abs_chunked(array):
+    return max(float(np.abs(np.asarray(array[start:start + CHUNK_ROWS], np.float64)).max())
+               for start in range(0, array.shape[0], CHUNK_ROWS))
+
+
+def _check_unit_interval_chunked(targets, loss_name):
+    """Targets of a classification loss lie in [0, 1] (a memory map, in chunks)."""
+    for start in range(0, targets.shape[0], CHUNK_ROWS):
+        chunk = np.asarray(targets[start:start + CHUNK_ROWS])
+        if ((chunk < 0) | (chunk > 1)).any():
+            raise ValueError(f"{loss_name} targets must lie in [0, 1]")

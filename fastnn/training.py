@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import data as _data
 from .kernels import training as _kt
 from .progress import Progress
 
@@ -50,35 +51,6 @@ class History:
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
-
-
-NO_WEIGHTS = np.zeros(0, np.float64)
-
-
-class TrainingData(NamedTuple):
-    """Checked training inputs, as the backends take them.
-
-    ``labels`` (int64) for cross-entropy with integer labels, else ``targets``
-    (float, shape (n, n_outputs)); the unused one is empty. ``code`` is the
-    loss kernel's code; ``weights`` (float64, shape (n,)) the sample weights,
-    empty for none.
-    """
-
-    X: np.ndarray
-    labels: np.ndarray
-    targets: np.ndarray
-    code: int
-    weights: np.ndarray = NO_WEIGHTS
-
-    def rows(self, start, stop):
-        """The rows ``start:stop`` (views)."""
-        weights = self.weights[start:stop] if self.weights.shape[0] else NO_WEIGHTS
-        return TrainingData(self.X[start:stop], self.labels[start:stop],
-                            self.targets[start:stop], self.code, weights)
-
-    @property
-    def n(self):
-        return self.X.shape[0]
 
 
 class SingleProcess:
@@ -133,14 +105,37 @@ def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validatio
         on_nonfinite, checkpoint, checkpoint_every, resume, strategy):
     """Train ``net`` for ``epochs`` epochs; the body of :meth:`fastnn.Network.fit`.
 
-    Every argument has been checked by the caller. ``validation`` is None or
-    a :class:`TrainingData` of the validation set; ``epochs`` is the total
-    (a resumed run continues to it).
+    Every argument has been checked by the caller. ``data`` and
+    ``validation`` (or None) are :class:`fastnn.data.TrainingData`;
+    ``epochs`` is the total (a resumed run continues to it). Bad input that
+    the kernels find while reading a memory map raises
+    :class:`fastnn.data.DataError` after restoring the network, its
+    optimizer and its shuffling state to what they were at the call.
     """
-    from .checkpoint import restore_checkpoint, save_checkpoint
-
     theta = net._sync_params()
     optimizer.init_state(theta.size, net.dtype)
+    start_state = (theta.copy(), optimizer.state_dict(), optimizer.lr,
+                   net._shuffle_rng.bit_generator.state, net.history)
+    try:
+        return _fit(net, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                    shuffle=shuffle, verbose=verbose, validation=validation,
+                    callbacks=callbacks, on_nonfinite=on_nonfinite, checkpoint=checkpoint,
+                    checkpoint_every=checkpoint_every, resume=resume, strategy=strategy)
+    except _data.DataError:
+        params, state, lr, rng_state, history = start_state
+        theta[...] = params
+        optimizer.load_state_dict(state)
+        optimizer.lr = lr
+        net._shuffle_rng.bit_generator.state = rng_state
+        net.history = history
+        raise
+
+
+def _fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validation, callbacks,
+         on_nonfinite, checkpoint, checkpoint_every, resume, strategy):
+    from .checkpoint import restore_checkpoint, save_checkpoint
+
+    theta = net._theta
     keys = [k for k in HISTORY_KEYS if (k != "accuracy" and k != "val_accuracy")
             or net.loss.classification]
     keys = [k for k in keys if validation is not None or not k.startswith("val_")]
@@ -152,10 +147,13 @@ def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validatio
     if resume is not None:
         with strategy.collective():
             first_epoch = restore_checkpoint(resume, net, optimizer, callbacks, history,
-                                             batch_size=batch_size, n_samples=data.n)
+                                             batch_size=batch_size, n_samples=data.n,
+                                             shuffle=shuffle)
     strategy.broadcast([theta, optimizer.state["s1"], optimizer.state["s2"]])
     _agree_rng(net, strategy)
     steps = -(-data.n // batch_size)
+    if data.X.mapped:
+        _data.advise(data.X.array, "random" if shuffle is True else "normal")
     run = EpochRunner(net, data, batch_size, steps, optimizer, strategy)
     progress = Progress(verbose if strategy.writer else 0, epochs)
     net.stop_training = False
@@ -163,7 +161,8 @@ def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validatio
     net._writer = strategy.writer            # fastnn.save writes on the writer only
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
-        perm = net._shuffle_rng.permutation(data.n) if shuffle else np.arange(data.n)
+        perm = _data.epoch_order(net._shuffle_rng, data.n, shuffle, data.X.bytes.shape[1],
+                                 batch_size)
         progress.start_epoch(epoch, steps)
         failed_step = run.epoch(perm, progress, start)
         if failed_step is not None:
@@ -172,7 +171,7 @@ def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validatio
             message = (f"training diverged: non-finite loss, activations or weights at "
                        f"epoch {epoch + 1}, step {failed_step + 1}; the network keeps "
                        f"the last finite weights (from before that step)")
-            big = float(np.abs(data.X).max())
+            big = 0.0 if data.X.mapped else float(np.abs(data.X.array).max())
             if big > 1e15:
                 message += f"; note max |X| = {big:.3g}, too large: scale the inputs"
             if on_nonfinite == "raise":
@@ -203,7 +202,8 @@ def fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validatio
                     (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs
                     or net.stop_training):
                 save_checkpoint(checkpoint, net, optimizer, callbacks, history,
-                                epoch=epoch + 1, batch_size=batch_size, n_samples=data.n)
+                                epoch=epoch + 1, batch_size=batch_size, n_samples=data.n,
+                                shuffle=shuffle)
         strategy.check_replicas(theta, epoch + 1)
         if net.stop_training:
             break
@@ -220,17 +220,22 @@ def _agree_rng(net, strategy):
     net._shuffle_rng.bit_generator.state = state
 
 
+METRIC_ROWS = 65536     # rows forwarded at a time by metrics (bounded memory for maps)
+
+
 def metrics(net, data, strategy):
-    """Mean loss (and accuracy) of ``net`` over ``data``, each process doing its shard."""
-    if strategy.size == 1:
-        return net._metrics(net._output(data.X), data)
+    """Mean loss (and accuracy) of ``net`` over ``data``, each process doing its shard.
+
+    Weighted by the sample weights when ``data`` has them; the rows go
+    through the network ``METRIC_ROWS`` at a time.
+    """
     lo, hi = strategy.shard(data.n)
     totals = np.zeros(3)                # weighted loss sum, weighted correct, total weight
     error = None
     try:
-        if hi > lo:
-            shard = data.rows(lo, hi)
-            totals[:] = net._metric_sums(net._output(shard.X), shard)
+        for start in range(lo, hi, METRIC_ROWS):
+            chunk = data.rows(start, min(hi, start + METRIC_ROWS))
+            totals += net._metric_sums(net._output(chunk.X), chunk)
     except Exception as exc:            # raised after the sum, which every rank enters
         error = exc
     strategy.sum(totals)

@@ -9,8 +9,9 @@ stored.
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from ._config import JIT
 
@@ -53,8 +54,61 @@ def _fast_tanh(v):
     return impl
 
 
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the low 32 bits of the integer ``bits``."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32)) if bits.bitwidth > 32 else args[0]
+        return builder.bitcast(low, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+# float32 exp as Cephes' expf computes it: exp(x) = 2**n * e**r with
+# n = round(x / ln 2) and |r| <= ln(2) / 2, e**r by a degree-7 polynomial
+# (max error about 1 ulp), 2**n built from its exponent bits. Clamped to
+# [-87.33, 88.37], where 2**n stays a normal float32: below, exp is under
+# float32's smallest normal number (1.2e-38); above, within 30 % of its
+# largest. Multiply, add, convert and shift only, so LLVM vectorizes it.
+_EXP_LOW, _EXP_HIGH = np.float32(-87.33654475), np.float32(88.3762626647949)
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
+_EXP_P = tuple(np.float32(c) for c in (
+    1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+    5.0000001201e-1))
+
+
+def fast_exp(v):
+    """exp: the vectorizable Cephes form in float32, ``math.exp`` in float64."""
+    return math.exp(v)
+
+
+@overload(fast_exp, inline="always")
+def _fast_exp(v):
+    if v != types.float32:
+        return lambda v: math.exp(v)
+    low, high, log2e, ln2_hi, ln2_lo = _EXP_LOW, _EXP_HIGH, _LOG2E, _LN2_HI, _LN2_LO
+    p0, p1, p2, p3, p4, p5 = _EXP_P
+    half, one = np.float32(0.5), np.float32(1)
+
+    def impl(v):
+        x = min(max(v, low), high)
+        t = x * log2e
+        n = np.int32(t + half if t >= 0 else t - half)      # round half away from zero
+        fn = np.float32(n)
+        r = x - fn * ln2_hi - fn * ln2_lo
+        p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+        e = p * r * r + r + one
+        return e * _float32_from_bits((n + 127) << 23)
+
+    return impl
+
+
 def fast_sigmoid(v):
-    """The logistic function; float32 goes through ``fast_tanh`` (vectorizable)."""
+    """The logistic function ``1 / (1 + exp(-v))``; float32 through ``fast_exp`` (vectorizable)."""
     return 1 / (1 + math.exp(-v))
 
 
@@ -62,8 +116,8 @@ def fast_sigmoid(v):
 def _fast_sigmoid(v):
     if v != types.float32:
         return lambda v: 1.0 / (1.0 + math.exp(-v))
-    half = np.float32(0.5)
-    return lambda v: half + half * fast_tanh(half * v)
+    one = np.float32(1)
+    return lambda v: one / (one + fast_exp(-v))
 
 
 # The scalar helpers take the constants 0, 1 and the leaky slope already in

@@ -1,23 +1,50 @@
-"""Gathering a shuffled mini-batch: ``xb[i] = X[perm[start + i]]``.
+"""Reading a mini-batch: ``out[i] = convert(X[perm[start + i]])``.
 
-Every step copies its rows out of the training set, one random row after
-another, and the data set does not stay in cache between epochs, so this is
-a stream of row-sized memory reads that the hardware prefetcher cannot
-predict (it only follows sequential addresses within a row). The gather
-therefore prefetches the rows a few positions ahead in ``perm``, and copies
+Training reads each step's rows straight from the caller's array, which may
+be a memory map and may hold 8- or 16-bit integers: the rows are converted
+to the network's dtype (and, for a ``Rescaling`` first layer, to
+``x * scale + offset``) as they are copied, so no full float copy of the data
+set ever exists. Every source arrives as a C-contiguous 2-D uint8 array of
+its rows' bytes plus a kind code (``F32`` ... ``I64``); a gather views it as
+its real type. One compiled step therefore serves every input type, and a
+read-only map is read through a plain array (``fastnn.data`` builds it; the
+kernels never write a source).
+
+Float sources are checked while copying: the gather returns the flat index
+``row * width + column`` of the first non-finite value it converted (NaN or
+inf in the source, or a value too large for the network's dtype), else -1.
+Label sources are checked against the number of classes the same way.
+
+Every step reads its rows in a random order that the hardware prefetcher
+cannot predict (it only follows sequential addresses within a row), so the
+gather prefetches the rows a few positions ahead in ``perm``, and copies
 with a plain element loop, which LLVM vectorizes; numba's slice assignment
 ``xb[i, :] = X[src, :]`` does not (measured for batch 64 of 784 float32
 features over 8,000 rows: 5.5 ms an epoch with slices, 2.8 ms with the loop,
 1.9 ms with the loop and prefetching). The prefetch goes to L2, not L1: a
 row is read once an epoch, and in a training step (configs B and C of
-``benchmarks/compare.py``) this was 3 % faster than prefetching into L1.
+``benchmarks/compare.py``) this was 3 % faster than prefetching into L1. A
+prefetch of a page that is not in memory is dropped (it never faults), so
+for memory maps it only helps rows already in the page cache; ``sort``
+reads a batch's rows in file order instead (each still lands in its slot,
+so the batch, and every result, is the same).
+
+The conversions run without fast-math flags: ``x * scale + offset`` is a
+rounded product then a rounded sum (no fused multiply-add), exactly what
+numpy computes.
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
 from ._config import JIT
+
+F32, F64, U8, I8, U16, I16, I32, I64 = range(8)
+
+# Exact arithmetic for the conversions (see the module docstring).
+EXACT = dict(JIT, fastmath=False)
 
 # Rows prefetched ahead of the one being copied (measured best: 4 to 8).
 PREFETCH_ROWS = 4
@@ -62,36 +89,154 @@ def prefetch_row(X, row):
         prefetch(X, row, j)
 
 
-@njit(**JIT)
-def gather_rows(X, perm, start, r, out):
-    """``out[i, :] = X[perm[start + i], :]`` for ``i < r``, prefetching ahead.
+@njit(**EXACT)
+def _batch_order(perm, start, r, sort):
+    """The slots of the batch in the order to read them: as given, or by source row."""
+    if sort:
+        return np.argsort(perm[start:start + r])
+    return np.arange(r)
+
+
+@njit(**EXACT)
+def _first_bad(out, i):
+    """Column of the first non-finite value of ``out[i]``."""
+    for j in range(out.shape[1]):
+        v = out[i, j]
+        if v - v != 0:
+            return j
+    return 0
+
+
+@njit(**EXACT)
+def _copy_rows(X, perm, start, r, out, scale, offset, rescale, check, sort):
+    """The typed gather behind :func:`gather_rows` (``X`` viewed as its own dtype)."""
+    n = perm.shape[0]
+    m = X.shape[1]
+    s = out.dtype.type(scale)
+    o = out.dtype.type(offset)
+    for i in range(min(PREFETCH_ROWS, n - start)):
+        prefetch_row(X, perm[start + i])
+    order = _batch_order(perm, start, r, sort)
+    for k in range(r):
+        ahead = start + k + PREFETCH_ROWS
+        if ahead < n:
+            prefetch_row(X, perm[ahead])
+        i = order[k]
+        src = perm[start + i]
+        bad = False
+        if rescale:
+            for j in range(m):
+                v = out.dtype.type(X[src, j])
+                bad |= v - v != 0
+                out[i, j] = v * s + o
+        else:
+            for j in range(m):
+                v = out.dtype.type(X[src, j])
+                bad |= v - v != 0
+                out[i, j] = v
+        if check and bad:
+            # The converted value (before rescaling) is what was not finite.
+            for j in range(m):
+                v = out.dtype.type(X[src, j])
+                if v - v != 0:
+                    return src * m + j
+    return -1
+
+
+@njit(**EXACT)
+def gather_rows(src, kind, perm, start, r, out, scale, offset, rescale, sort):
+    """``out[i, :] = convert(X[perm[start + i], :])`` for ``i < r``, prefetching ahead.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, m)
+    src : ndarray of shape (n_samples, m * itemsize), uint8
+        The rows' bytes of ``X`` (C-contiguous).
+    kind : int
+        ``X``'s element type: ``F32``, ``F64``, ``U8``, ``I8``, ``U16``, ``I16``,
+        ``I32`` or ``I64``.
     perm : ndarray of shape (n_samples,), int64
     start, r : int
         The batch is ``perm[start : start + r]``.
-    out : ndarray of shape (>= r, m)
+    out : ndarray of shape (>= r, m), float32 or float64
+    scale, offset : float
+        With ``rescale``, ``out = x * scale + offset`` in ``out``'s dtype.
+    rescale, sort : bool
+        Apply the rescaling; read the rows in source order (see the module
+        docstring).
+
+    Returns
+    -------
+    int
+        ``row * m + column`` of the first value that is not finite in
+        ``out``'s dtype (float sources only), else -1.
 
     Rows up to ``PREFETCH_ROWS`` past the batch (the next batch's first
     rows) are prefetched too, so the next step starts on cached rows.
     """
-    n = perm.shape[0]
-    m = X.shape[1]
-    for i in range(min(PREFETCH_ROWS, n - start)):
-        prefetch_row(X, perm[start + i])
-    for i in range(r):
-        ahead = start + i + PREFETCH_ROWS
-        if ahead < n:
-            prefetch_row(X, perm[ahead])
-        src = perm[start + i]
-        for j in range(m):
-            out[i, j] = X[src, j]
+    if kind == F32:
+        return _copy_rows(src.view(np.float32), perm, start, r, out, scale, offset, rescale,
+                          True, sort)
+    if kind == F64:
+        return _copy_rows(src.view(np.float64), perm, start, r, out, scale, offset, rescale,
+                          True, sort)
+    if kind == U8:
+        return _copy_rows(src, perm, start, r, out, scale, offset, rescale, False, sort)
+    if kind == I8:
+        return _copy_rows(src.view(np.int8), perm, start, r, out, scale, offset, rescale,
+                          False, sort)
+    if kind == U16:
+        return _copy_rows(src.view(np.uint16), perm, start, r, out, scale, offset, rescale,
+                          False, sort)
+    if kind == I16:
+        return _copy_rows(src.view(np.int16), perm, start, r, out, scale, offset, rescale,
+                          False, sort)
+    if kind == I32:
+        return _copy_rows(src.view(np.int32), perm, start, r, out, scale, offset, rescale,
+                          False, sort)
+    return _copy_rows(src.view(np.int64), perm, start, r, out, scale, offset, rescale, False,
+                      sort)
 
 
-@njit(**JIT)
-def gather_labels(y, perm, start, r, out):
-    """``out[i] = y[perm[start + i]]`` for ``i < r``."""
+@njit(**EXACT)
+def _copy_labels(y, perm, start, r, out, n_classes):
     for i in range(r):
-        out[i] = y[perm[start + i]]
+        label = y[perm[start + i], 0]
+        if label < 0 or label >= n_classes:
+            return perm[start + i]
+        out[i] = label
+    return -1
+
+
+@njit(**EXACT)
+def gather_labels(src, kind, perm, start, r, out, n_classes):
+    """``out[i] = y[perm[start + i]]`` for ``i < r``, checking ``0 <= y < n_classes``.
+
+    Parameters
+    ----------
+    src : ndarray of shape (n_samples, itemsize), uint8
+        The labels' bytes (an integer kind, as for :func:`gather_rows`).
+    out : ndarray of shape (>= r,), int64
+
+    Returns
+    -------
+    int
+        The row of the first label out of range, else -1.
+    """
+    if kind == U8:
+        return _copy_labels(src, perm, start, r, out, n_classes)
+    if kind == I8:
+        return _copy_labels(src.view(np.int8), perm, start, r, out, n_classes)
+    if kind == U16:
+        return _copy_labels(src.view(np.uint16), perm, start, r, out, n_classes)
+    if kind == I16:
+        return _copy_labels(src.view(np.int16), perm, start, r, out, n_classes)
+    if kind == I32:
+        return _copy_labels(src.view(np.int32), perm, start, r, out, n_classes)
+    return _copy_labels(src.view(np.int64), perm, start, r, out, n_classes)
+
+
+@njit(**EXACT)
+def convert_rows(src, kind, start, r, out, scale, offset, rescale):
+    """``out[:r] = convert(X[start : start + r])``: :func:`gather_rows` for a row range."""
+    return gather_rows(src, kind, np.arange(start, start + r), 0, r, out, scale, offset,
+                       rescale, False)

@@ -15,12 +15,13 @@ between steps.
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from ._config import JIT
 from .blas import gemm
 from .dense import dense_backward_delta, dense_forward, dense_gradients, dense_sgd_step
 from .dropout import dropout_backward, dropout_forward
-from .gather import gather_labels, gather_rows
+from .gather import F32, F64, convert_rows, gather_labels, gather_rows
 from .losses import CE_LABELS, count_correct, output_delta
 from .mpi import allreduce
 from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
@@ -142,14 +143,18 @@ def loss_and_gradients(x, y, t, w, theta, sizes, codes, loss_code, hbuf, dbuf, c
     return loss if ok else np.nan
 
 
-# ``status[0]`` after ``train_steps`` stops early: why.
-STOP_NONFINITE, STOP_ZERO_WEIGHT = 0, 1
+# ``status[0]`` after ``train_steps`` stops early: why (``status[1]``: the step).
+STOP_NONFINITE, STOP_ZERO_WEIGHT, STOP_BAD_X, STOP_BAD_Y, STOP_PEER_BAD_INPUT = range(5)
 # ``mpi`` array of ``train_steps``: the allreduce address (0: one process) and handles.
 MPI_FN, MPI_COMM, MPI_TYPE, MPI_OP = range(4)
+# The stop flag a process adds into the summed gradient: 1 for a non-finite
+# step, BAD_INPUT for bad input rows (exact in float32 for up to 2**20 processes).
+BAD_INPUT = 2.0 ** 20
 
 
 @njit(**JIT)
-def train_steps(X, y, T, sample_weight, perm, batch_size, step_begin, step_end,
+def train_steps(xsrc, xkind, ysrc, ykind, scale, offset, rescale, sort, sample_weight, perm,
+                batch_size, step_begin, step_end,
                 theta, sizes, codes, rates, seed, loss_code, opt_code, hyper, t0, s1, s2,
                 grad, gsum, hbuf, dbuf, xb, yb, tb, wb, step_losses, step_correct,
                 rank, size, mpi, status):
@@ -164,11 +169,12 @@ def train_steps(X, y, T, sample_weight, perm, batch_size, step_begin, step_end,
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, m_0)
-    y : ndarray of shape (n_samples,), int64
-        Labels (``CE_LABELS``), else empty.
-    T : ndarray of shape (n_samples, m_L)
-        Float targets (the other losses), else empty.
+    xsrc, xkind : uint8 ndarray of shape (n_samples, row bytes), int
+        The features as a source (see ``kernels.gather``): converted to the
+        network's dtype, and to ``x * scale + offset`` with ``rescale``, as
+        each batch is read (in source order with ``sort``).
+    ysrc, ykind : uint8 ndarray of shape (n_samples, row bytes), int
+        Labels (``CE_LABELS``) or float targets (the other losses), as a source.
     sample_weight : ndarray of shape (n_samples,) or (0,), float64
         Weights: a batch's loss is ``sum w_i l_i / sum w_i``; empty for none.
     perm : ndarray of shape (n_samples,), int64
@@ -201,10 +207,14 @@ def train_steps(X, y, T, sample_weight, perm, batch_size, step_begin, step_end,
     mpi : ndarray of shape (4,), int64
         ``MPI_Allreduce``'s address (0 for one process), then the
         communicator, datatype and ``MPI_SUM`` handles (see ``kernels.mpi``).
-    status : ndarray of shape (2,), int64
-        When steps stop early: ``STOP_NONFINITE`` (a non-finite forward pass
-        or loss on some process) or ``STOP_ZERO_WEIGHT`` (a batch whose
-        weights sum to 0), and the step.
+    status : ndarray of shape (3,), int64
+        When steps stop early: why, the step, and for bad input the flat
+        index ``row * width + column`` (or the row of a label).
+        ``STOP_NONFINITE``: a non-finite forward pass or loss on some
+        process; ``STOP_ZERO_WEIGHT``: a batch whose weights sum to 0;
+        ``STOP_BAD_X`` / ``STOP_BAD_Y``: a non-finite feature or target, or a
+        label out of range, read here; ``STOP_PEER_BAD_INPUT``: another
+        process read bad input.
 
     Returns
     -------
@@ -237,26 +247,38 @@ def train_steps(X, y, T, sample_weight, perm, batch_size, step_begin, step_end,
                 return s - step_begin
             for i in range(rl):
                 wb[i] = sample_weight[perm[lo + i]]
-        gather_rows(X, perm, lo, rl, xb)
-        if loss_code == CE_LABELS:
-            gather_labels(y, perm, lo, rl, yb)
+        bad_input = gather_rows(xsrc, xkind, perm, lo, rl, xb, scale, offset, rescale, sort)
+        if bad_input >= 0:
+            status[0] = STOP_BAD_X
         else:
-            gather_rows(T, perm, lo, rl, tb)
+            if loss_code == CE_LABELS:
+                bad_input = gather_labels(ysrc, ykind, perm, lo, rl, yb, sizes[L])
+            else:
+                bad_input = gather_rows(ysrc, ykind, perm, lo, rl, tb, 1.0, 0.0, False, sort)
+            if bad_input >= 0:
+                status[0] = STOP_BAD_Y
+        if bad_input >= 0:
+            status[1] = s
+            status[2] = bad_input
+            if not distributed:
+                return s - step_begin
         x = xb[:rl]
         t = t0 + s - step_begin + 1
         row0 = lo - start
-        ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, t, row0)
-        out = layer_rows(hbuf, sizes, cap, L - 1, rl)
-        step_correct[s - step_begin] = count_correct(loss_code, out, yb[:rl], tb[:rl])
-        loss = output_delta(loss_code, out, yb[:rl], tb[:rl], wb[:rl if weighted else 0],
-                            norm, codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, rl))
-        step_losses[s - step_begin] = loss
-        bad = not ok or not np.isfinite(loss)
-        if bad and not distributed:
-            status[0] = STOP_NONFINITE
-            status[1] = s
-            return s - step_begin
-        if not bad:
+        bad = False
+        if bad_input < 0:
+            ok = forward_train(x, theta, sizes, codes, hbuf, cap, rates, seed, t, row0)
+            out = layer_rows(hbuf, sizes, cap, L - 1, rl)
+            step_correct[s - step_begin] = count_correct(loss_code, out, yb[:rl], tb[:rl])
+            loss = output_delta(loss_code, out, yb[:rl], tb[:rl], wb[:rl if weighted else 0],
+                                norm, codes[L - 1], layer_rows(dbuf, sizes, cap, L - 1, rl))
+            step_losses[s - step_begin] = loss
+            bad = not ok or not np.isfinite(loss)
+            if bad and not distributed:
+                status[0] = STOP_NONFINITE
+                status[1] = s
+                return s - step_begin
+        if not bad and bad_input < 0:
             for l in range(L - 1, -1, -1):
                 if l > 0:
                     _step_backward(x, theta, sizes, codes, hbuf, dbuf, cap, l, rates, seed, t,
@@ -276,11 +298,13 @@ def train_steps(X, y, T, sample_weight, perm, batch_size, step_begin, step_end,
                     else:
                         dense_gradients(layer_rows(hbuf, sizes, cap, l - 1, rl), d, dW, db)
         if distributed:
-            grad[n_params] = 1.0 if bad else 0.0
+            grad[n_params] = BAD_INPUT if bad_input >= 0 else (1.0 if bad else 0.0)
             allreduce(mpi[MPI_FN], grad, gsum, n_params + 1, mpi[MPI_TYPE], mpi[MPI_OP],
                       mpi[MPI_COMM])
             if gsum[n_params] != 0:
-                status[0] = STOP_NONFINITE
+                if bad_input < 0:
+                    status[0] = STOP_PEER_BAD_INPUT if gsum[n_params] >= BAD_INPUT \
+                        else STOP_NONFINITE
                 status[1] = s
                 return s - step_begin
             optimizer_update(opt_code, theta, gsum, s1, s2, t, hyper)
@@ -289,27 +313,69 @@ def train_steps(X, y, T, sample_weight, perm, batch_size, step_begin, step_end,
     return step_end - step_begin
 
 
+def typed_view(src, like):
+    """``src`` (uint8 rows) viewed as the dtype of the array ``like`` (numba only)."""
+    raise NotImplementedError
+
+
+@overload(typed_view)
+def _typed_view(src, like):
+    dtype = np.dtype(str(like.dtype))
+    return lambda src, like: src.view(dtype)
+
+
+def dtype_kind(like):
+    """The source kind (``F32``/``F64``) of the dtype of the array ``like`` (numba only)."""
+    raise NotImplementedError
+
+
+@overload(dtype_kind)
+def _dtype_kind(like):
+    kind = F32 if str(like.dtype) == "float32" else F64
+    return lambda like: kind
+
+
 @njit(**JIT)
-def predict_raw(X, theta, sizes, codes, hbuf, cap, out):
+def predict_raw(xsrc, xkind, scale, offset, rescale, theta, sizes, codes, hbuf, xbuf, cap, out,
+                status):
     """Forward all of ``X`` in chunks of ``cap`` rows; the last layer into ``out``.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, m_0)
+    xsrc, xkind, scale, offset, rescale : the features as a source (see ``train_steps``).
+        Rows already in the network's dtype are read in place; others are
+        converted chunk by chunk into ``xbuf``.
+    xbuf : ndarray of shape (cap, m_0)
     out : ndarray of shape (n_samples, m_L)
         The last layer's output (logits for the fused losses).
+    status : ndarray of shape (1,), int64
+        The flat index of a non-finite converted value, else -1.
 
     Returns
     -------
     bool
-        Whether every pre-activation was finite.
+        Whether every value read and every pre-activation was finite.
     """
     L = sizes.shape[0] - 1
+    n = xsrc.shape[0]
+    direct = xkind == dtype_kind(theta) and not rescale
     ok = True
-    for start in range(0, X.shape[0], cap):
-        r = min(cap, X.shape[0] - start)
-        ok &= forward_pass(X[start:start + r], theta, sizes, codes, hbuf, cap)
-        out[start:start + r, :] = layer_rows(hbuf, sizes, cap, L - 1, r)
+    status[0] = -1
+    for start in range(0, n, cap):
+        r = min(cap, n - start)
+        if direct:
+            ok &= forward_pass(typed_view(xsrc, theta)[start:start + r], theta, sizes, codes,
+                               hbuf, cap)
+        else:
+            bad = convert_rows(xsrc, xkind, start, r, xbuf, scale, offset, rescale)
+            if bad >= 0:
+                status[0] = bad
+                return False
+            ok &= forward_pass(xbuf[:r], theta, sizes, codes, hbuf, cap)
+        h = layer_rows(hbuf, sizes, cap, L - 1, r)
+        for i in range(r):
+            for j in range(h.shape[1]):
+                out[start + i, j] = h[i, j]
     return ok
 
 

@@ -11,7 +11,7 @@ import pytest
 from numba import njit
 
 import fastnn
-from fastnn import reference
+from fastnn import data, reference
 from fastnn.activations import ACTIVATIONS
 from fastnn.kernels import activations as ka
 from fastnn.kernels import dense as kd
@@ -177,29 +177,78 @@ def test_gemm_on_leading_row_slice(dtype, rng):
 GATHER_CASES = [(10, 3, 4), (9, 37, 4), (5, 1, 5), (40, 200, 7)]
 
 
+SOURCE_KINDS = (np.float32, np.float64, np.uint8, np.int8, np.uint16, np.int16, np.int32,
+                np.int64)
+
+
+def source_values(kind, shape, rng):
+    if np.dtype(kind).kind == "f":
+        return rng.standard_normal(shape).astype(kind)
+    info = np.iinfo(kind)
+    low, high = max(info.min, -2 ** 20), min(info.max, 2 ** 20)
+    return rng.integers(low, high, shape, endpoint=True).astype(kind)
+
+
 @pytest.mark.parametrize("n, m, batch", GATHER_CASES)
-@pytest.mark.parametrize("layout", ["C", "strided"])
-def test_gather_rows_equals_fancy_indexing(dtype, n, m, batch, layout, rng):
-    # Every batch of every step, prefetching past the batch and up to the
-    # end of perm; bit-identical to X[perm[...]] whatever X's strides.
-    X = draw(rng, (n, 2 * m) if layout == "strided" else (n, m), dtype)
-    if layout == "strided":
-        X = X[:, ::2]
+@pytest.mark.parametrize("kind", SOURCE_KINDS)
+@pytest.mark.parametrize("sort", [False, True])
+def test_gather_rows_equals_fancy_indexing(dtype, n, m, batch, kind, sort, rng):
+    # Every batch of every step, prefetching past the batch and up to the end of
+    # perm; bit-identical to X[perm[...]].astype(dtype), whatever the order of reads.
+    X = source_values(kind, (n, m), rng)
+    src = data.source(X)
     perm = rng.permutation(n)
     out = np.full((batch + 1, m), np.nan, dtype)
     for start in range(0, n, batch):
         r = min(batch, n - start)
-        kg.gather_rows(X, perm, start, r, out)
-        np.testing.assert_array_equal(out[:r], X[perm[start:start + r]])
+        assert kg.gather_rows(src.bytes, src.kind, perm, start, r, out, 1.0, 0.0, False,
+                              sort) == -1
+        np.testing.assert_array_equal(out[:r], X[perm[start:start + r]].astype(dtype))
     assert np.isnan(out[batch]).all()       # rows past r untouched
 
 
-def test_gather_labels(dtype, rng):
-    # Labels are int64 whatever the network's dtype.
-    y, perm = rng.integers(0, 9, 11), rng.permutation(11)
+@pytest.mark.parametrize("kind", SOURCE_KINDS)
+def test_gather_rescales_as_numpy_does(dtype, kind, rng):
+    """``x * scale + offset`` in the dtype, a rounded product then a rounded sum (no FMA)."""
+    X = source_values(kind, (50, 13), rng)
+    src = data.source(X)
+    perm = rng.permutation(50)
+    out = np.empty((50, 13), dtype)
+    scale, offset = 1 / 255, -0.1234567
+    kg.gather_rows(src.bytes, src.kind, perm, 0, 50, out, scale, offset, True, False)
+    dt = np.dtype(dtype).type
+    np.testing.assert_array_equal(out, X[perm].astype(dtype) * dt(scale) + dt(offset))
+
+
+@pytest.mark.parametrize("bad, message", [(np.nan, "nan"), (np.inf, "inf"), (1e300, "big")])
+def test_gather_finds_the_first_bad_value(dtype, bad, message, rng):
+    X = rng.standard_normal((20, 6))
+    X[13, 4] = bad
+    src = data.source(X)
+    perm = rng.permutation(20)
+    out = np.empty((20, 6), dtype)
+    found = kg.gather_rows(src.bytes, src.kind, perm, 0, 20, out, 1.0, 0.0, False, False)
+    if message == "big" and dtype == np.float64:
+        assert found == -1                  # 1e300 fits in float64
+    else:
+        assert found == 13 * 6 + 4
+
+
+@pytest.mark.parametrize("kind", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64])
+def test_gather_labels(dtype, kind, rng):
+    # Labels are int64 whatever the source's integer kind (and the network's dtype);
+    # out-of-range ones are found.
+    y, perm = rng.integers(0, 9, 11).astype(kind), rng.permutation(11)
+    src = data.source(y)
     out = np.full(5, -1, np.int64)
-    kg.gather_labels(y, perm, 8, 3, out)
+    assert kg.gather_labels(src.bytes, src.kind, perm, 8, 3, out, 9) == -1
     np.testing.assert_array_equal(out, [*y[perm[8:]], -1, -1])
+    assert kg.gather_labels(src.bytes, src.kind, perm, 0, 11, out, 8) == \
+        (perm[np.argmax(y[perm] >= 8)] if (y >= 8).any() else -1)
+    if np.iinfo(kind).min < 0:
+        y[perm[2]] = -1
+        assert kg.gather_labels(src.bytes, src.kind, perm, 0, 11, np.empty(11, np.int64),
+                                9) == perm[2]
 
 
 # ---- losses ------------------------------------------------------------------------
@@ -396,14 +445,39 @@ def test_loss_and_gradients_kernel_nan_input_gives_nan_loss(dtype, rng):
 
 @pytest.mark.parametrize("net", NETS)
 @pytest.mark.parametrize("n, cap", [(1, 1), (7, 3), (7, 7)])
-def test_predict_raw_in_chunks(dtype, net, n, cap, rng):
+@pytest.mark.parametrize("kind", [None, np.float32, np.float64, np.uint8])
+def test_predict_raw_in_chunks(dtype, net, n, cap, kind, rng):
+    """Rows in the network's dtype are read in place, others converted (and rescaled)."""
     widths, acts, _ = NETS[net]
     theta, sizes, codes, Ws, bs = flat_net(widths, acts, dtype, rng)
-    X = draw(rng, (n, widths[0]), dtype)
+    X = draw(rng, (n, widths[0]), dtype) if kind is None else source_values(kind, (n, widths[0]),
+                                                                            rng)
+    rescale = kind is not None
+    scale, offset = (0.5, 0.25) if rescale else (1.0, 0.0)
+    src = data.source(X)
     out = np.full((n, widths[-1]), np.nan, dtype)
-    ok = kt.predict_raw(X, theta, sizes, codes, np.empty(cap * sum(widths[1:]), dtype), cap, out)
-    assert ok is True
-    assert_close(out, reference.forward(f64(X), Ws, bs, acts)[-1], dtype)
+    status = np.zeros(1, np.int64)
+    ok = kt.predict_raw(src.bytes, src.kind, scale, offset, rescale, theta, sizes, codes,
+                        np.empty(cap * sum(widths[1:]), dtype),
+                        np.empty((cap, widths[0]), dtype), cap, out, status)
+    assert ok is True and status[0] == -1
+    dt = np.dtype(dtype).type
+    x = X.astype(dtype) * dt(scale) + dt(offset) if rescale else X
+    assert_close(out, reference.forward(f64(x), Ws, bs, acts)[-1], dtype)
+
+
+def test_predict_raw_reports_a_bad_converted_value(dtype, rng):
+    widths, acts, _ = NETS["2layer_ce"]
+    theta, sizes, codes, _, _ = flat_net(widths, acts, dtype, rng)
+    X = rng.standard_normal((9, widths[0])).astype(np.float32 if dtype == np.float64 else
+                                                    np.float64)
+    X[6, 1] = np.nan
+    src = data.source(X)
+    status = np.zeros(1, np.int64)
+    ok = kt.predict_raw(src.bytes, src.kind, 1.0, 0.0, False, theta, sizes, codes,
+                        np.empty(4 * sum(widths[1:]), dtype), np.empty((4, widths[0]), dtype), 4,
+                        np.empty((9, widths[-1]), dtype), status)
+    assert ok is False and status[0] == 6 * widths[0] + 1
 
 
 # ---- train_steps, through Network.fit, against a reference training loop --------

@@ -1,0 +1,255 @@
+"""Inputs as the kernels read them: sources, training data, shuffling and input errors.
+
+A :class:`Source` is a checked 2-D array seen as its rows' bytes plus an
+element kind: the kernels convert rows to the network's dtype while they
+copy a batch (``fastnn.kernels.gather``). Arrays of float32, float64, uint8,
+int8, uint16 and int16 (and, for labels, int32 and int64) that are
+C-contiguous are read in place, memory maps included, so a data set never
+needs a float copy in memory; anything else is converted once, as numpy
+would.
+
+Checks that need a full pass (NaN/inf, label range) run up front for arrays
+in memory. A memory map is not read whole: the kernels check each row when
+they first read it, and an error there undoes the call (``fit`` restores the
+state it started from).
+"""
+
+import ctypes
+import mmap
+from typing import NamedTuple
+
+import numpy as np
+
+from .kernels import gather as _kg
+
+#: Element kinds the kernels read in place: dtype -> kernel code.
+KINDS = {np.dtype(np.float32): _kg.F32, np.dtype(np.float64): _kg.F64,
+         np.dtype(np.uint8): _kg.U8, np.dtype(np.int8): _kg.I8,
+         np.dtype(np.uint16): _kg.U16, np.dtype(np.int16): _kg.I16,
+         np.dtype(np.int32): _kg.I32, np.dtype(np.int64): _kg.I64}
+#: Of those, the kinds an ``X`` (features) may have without a copy.
+FEATURE_KINDS = (np.float32, np.float64, np.uint8, np.int8, np.uint16, np.int16)
+
+NO_WEIGHTS = np.zeros(0, np.float64)
+
+
+class DataError(ValueError):
+    """Bad input found while training (NaN, a label out of range, a zero-weight batch)."""
+
+
+def is_mapped(array):
+    """Whether ``array`` (or an array it views) is a memory map of a file."""
+    while isinstance(array, np.ndarray):
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base
+    return isinstance(array, mmap.mmap)
+
+
+def _mapping(array):
+    """The ``mmap.mmap`` behind a memory-mapped array, or None."""
+    while isinstance(array, np.ndarray):
+        if isinstance(array, np.memmap) and isinstance(getattr(array, "_mmap", None), mmap.mmap):
+            return array._mmap
+        array = array.base
+    return array if isinstance(array, mmap.mmap) else None
+
+
+def advise(array, pattern):
+    """Tell the OS how a memory-mapped ``array`` will be read ("random" or "sequential").
+
+    For random rows the default read-around (the kernel reads up to 128 KiB
+    around each faulting page) multiplies the bytes read by the row size's
+    inverse and thrashes a small page cache; ``MADV_RANDOM`` reads only the
+    faulting page. Nothing happens for arrays in memory or where the OS
+    has no ``madvise``.
+    """
+    mapping = _mapping(array)
+    flag = {"random": getattr(mmap, "MADV_RANDOM", None),
+            "sequential": getattr(mmap, "MADV_SEQUENTIAL", None),
+            "normal": getattr(mmap, "MADV_NORMAL", None)}[pattern]
+    if mapping is None or flag is None or not hasattr(mapping, "madvise"):
+        return
+    try:
+        mapping.madvise(flag)
+    except (OSError, ValueError):
+        pass
+
+
+def _writable_bytes(array):
+    """``array``'s rows as a writable-flagged uint8 (n, row_bytes) array over its memory.
+
+    numba compiles a read-only array as a type of its own; the kernels never
+    write a source, so a read-only map is handed to them as a plain array
+    over the same pages (the mapping stays read-only: a write would fault).
+    """
+    n = array.shape[0]
+    row = array.shape[1] * array.itemsize if array.ndim == 2 else array.itemsize
+    if array.flags.writeable:
+        return array.reshape(n, -1).view(np.uint8).reshape(n, row)
+    if array.nbytes == 0:
+        return np.zeros((n, row), np.uint8)
+    buffer = (ctypes.c_uint8 * array.nbytes).from_address(array.ctypes.data)
+    return np.frombuffer(buffer, dtype=np.uint8).reshape(n, row)
+
+
+class Source(NamedTuple):
+    """A checked input array as the kernels read it.
+
+    Attributes
+    ----------
+    bytes : ndarray of shape (n, width * itemsize), uint8
+        The rows' bytes (C-contiguous; never written).
+    kind : int
+        Element kind code (``fastnn.kernels.gather.F32`` ...).
+    width : int
+        Values per row (1 for labels).
+    array : ndarray
+        The array itself (a memory map stays open while this exists).
+    mapped : bool
+        Whether it is a memory map (checked by the kernels, not up front).
+    original : ndarray
+        The caller's array, when ``array`` is a converted copy of it (for
+        error messages), else ``array``.
+    """
+
+    bytes: np.ndarray
+    kind: int
+    width: int
+    array: np.ndarray
+    mapped: bool
+    original: np.ndarray
+
+    @property
+    def n(self):
+        return self.bytes.shape[0]
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    def rows(self, start, stop):
+        """Rows ``start:stop`` (views)."""
+        return Source(self.bytes[start:stop], self.kind, self.width, self.array[start:stop],
+                      self.mapped, self.original[start:stop])
+
+    def take(self, rows, dtype, rescaling=None):
+        """Rows ``rows`` (indices or a slice) converted to ``dtype``, rescaled (the reference).
+
+        ``x * scale + offset`` in ``dtype`` without a fused multiply-add:
+        what the kernels compute.
+        """
+        values = np.asarray(self.array[rows])
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = values.astype(dtype)
+            if rescaling is not None:
+                dt = np.dtype(dtype).type
+                values = values * dt(rescaling.scale) + dt(rescaling.offset)
+        return values.reshape(len(values), -1) if values.ndim == 1 else values
+
+
+def source(array, mapped=None, original=None):
+    """A :class:`Source` over a C-contiguous 1-D or 2-D array of a kind in :data:`KINDS`.
+
+    ``original`` is the caller's array when ``array`` is a converted copy of it.
+    """
+    kind = KINDS[array.dtype]
+    width = array.shape[1] if array.ndim == 2 else 1
+    mapped = is_mapped(array) if mapped is None else mapped
+    return Source(_writable_bytes(array), kind, width, array, mapped,
+                  array if original is None else original)
+
+
+def empty_source(dtype, width):
+    """A source of no rows (the unused labels or targets of a loss)."""
+    return source(np.zeros((0, width), dtype))
+
+
+class TrainingData(NamedTuple):
+    """Checked training inputs, as the backends take them.
+
+    ``y`` holds int64-kind labels for cross-entropy with integer labels
+    (``code == CE_LABELS``), else float targets of shape (n, n_outputs).
+    ``code`` is the loss kernel's code; ``weights`` (float64, shape (n,))
+    the sample weights, empty for none.
+    """
+
+    X: Source
+    y: Source
+    code: int
+    weights: np.ndarray = NO_WEIGHTS
+
+    @property
+    def n(self):
+        return self.X.n
+
+    @property
+    def mapped(self):
+        return self.X.mapped or self.y.mapped
+
+    def rows(self, start, stop):
+        """The rows ``start:stop`` (views)."""
+        weights = self.weights[start:stop] if self.weights.shape[0] else NO_WEIGHTS
+        return TrainingData(self.X.rows(start, stop), self.y.rows(start, stop), self.code,
+                            weights)
+
+
+# ---- input errors found while reading ----------------------------------------------------
+
+def bad_value_error(src, flat, dtype, name="X"):
+    """The error for the non-finite value at flat index ``flat`` of ``src`` (as in memory)."""
+    row, col = divmod(int(flat), src.width)
+    where = f"({row}, {col})" if src.array.ndim == 2 else f"({row},)"
+    original = np.asarray(src.original[row]).reshape(-1)[col]
+    if np.isfinite(np.float64(original)):
+        return DataError(f"{name} has a value too large for {np.dtype(dtype)} at index {where}")
+    return DataError(f"{name} contains NaN or inf (first at index {where})")
+
+
+def bad_label_error(src, row, n_classes):
+    label = np.asarray(src.array[int(row)]).reshape(-1)[0]
+    return DataError(f"labels must be in 0..{n_classes - 1} for {n_classes} outputs; found "
+                     f"{label} (at index {int(row)})")
+
+
+# ---- shuffling --------------------------------------------------------------------------
+
+#: ``shuffle="block"``: rows per block are chosen so a block is about this many bytes.
+BLOCK_BYTES = 1 << 20
+#: ... and this many consecutive blocks (in the epoch's block order) are shuffled together.
+BLOCKS_PER_BUFFER = 16
+
+SHUFFLE_MODES = (True, False, "block")
+
+
+def block_permutation(rng, n, row_bytes, batch_size):
+    """A full permutation that reads a file in blocks: each epoch's order for ``"block"``.
+
+    The rows are cut into blocks of contiguous rows (``BLOCK_BYTES`` each, at
+    least one batch), the blocks are permuted, and every window of
+    ``BLOCKS_PER_BUFFER`` consecutive blocks in that order is shuffled as one
+    buffer. Every row comes once an epoch; a window's rows sit in a few
+    MiB of the file, which the page cache holds while the window is read.
+    """
+    rows = max(batch_size, BLOCK_BYTES // max(row_bytes, 1), 1)
+    n_blocks = -(-n // rows)
+    order = rng.permutation(n_blocks)
+    starts = order * rows
+    lengths = np.minimum(rows, n - starts)
+    # The rows of the blocks in the permuted block order, then a random key per row
+    # within its window of blocks.
+    block_of_row = np.repeat(np.arange(n_blocks), lengths)
+    offsets = np.arange(n) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    sequence = np.repeat(starts, lengths) + offsets
+    window = block_of_row // BLOCKS_PER_BUFFER
+    keys = window + rng.random(n)
+    return sequence[np.argsort(keys, kind="stable")].astype(np.int64)
+
+
+def epoch_order(rng, n, shuffle, row_bytes, batch_size):
+    """The sample order of one epoch: a permutation (``True``), blocks (``"block"``) or 0..n-1."""
+    if shuffle is True:
+        return rng.permutation(n)
+    if shuffle == "block":
+        return block_permutation(rng, n, row_bytes, batch_size)
+    return np.arange(n)
