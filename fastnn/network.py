@@ -558,14 +558,18 @@ class Network:
             if on_nonfinite not in ("raise", "stop"):
                 raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
             checkpoint_every = _check_int("checkpoint_every", checkpoint_every, minimum=1)
-        self.optimizer = optimizer
-        with blas_threads(self.threads):
-            return training.fit(self, data, epochs=epochs, batch_size=batch_size,
-                                optimizer=optimizer, shuffle=shuffle, verbose=verbose,
-                                validation=validation, callbacks=list(callbacks),
-                                on_nonfinite=on_nonfinite, checkpoint=checkpoint,
-                                checkpoint_every=checkpoint_every, resume=resume,
-                                strategy=strategy)
+        previous, self.optimizer = self.optimizer, optimizer
+        try:
+            with blas_threads(self.threads):
+                return training.fit(self, data, epochs=epochs, batch_size=batch_size,
+                                    optimizer=optimizer, shuffle=shuffle, verbose=verbose,
+                                    validation=validation, callbacks=list(callbacks),
+                                    on_nonfinite=on_nonfinite, checkpoint=checkpoint,
+                                    checkpoint_every=checkpoint_every, resume=resume,
+                                    strategy=strategy)
+        except _data.DataError:
+            self.optimizer = previous            # bad input: the call changes nothing
+            raise
 
     def __repr__(self):
         layers = ", ".join(map(repr, self.layers))

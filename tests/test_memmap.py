@@ -1,0 +1,227 @@
+"""Training and predicting from memory maps and 8/16-bit inputs, without copying them."""
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import data
+
+F, C = 12, 4
+
+
+def write(tmp_path, name, array):
+    path = tmp_path / f"{name}.npy"
+    np.save(path, array)
+    return path
+
+
+def mapped(path):
+    return np.load(path, mmap_mode="r")
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def net(rescale=None, dtype="float32", backend="numba", dropout=False):
+    layers = [fastnn.Rescaling(*rescale)] if rescale else []
+    layers.append(fastnn.Dense(F, 16, "relu"))
+    if dropout:
+        layers.append(fastnn.Dropout(0.2))
+    layers.append(fastnn.Dense(16, C))
+    return fastnn.Network(layers, dtype=dtype, seed=3, backend=backend)
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (301, F), dtype=np.uint8)
+    y = rng.integers(0, C, 301).astype(np.uint8)
+    return X, y
+
+
+def fit(model, X, y, **kwargs):
+    kwargs.setdefault("optimizer", fastnn.Adam(0.01))
+    return model.fit(X, y, epochs=3, batch_size=32, verbose=0, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_memory_map_trains_bit_identically_to_memory(tmp_path, problem, dtype, backend):
+    X, y = problem
+    Xf = (X / 255).astype(dtype)
+    X_map, y_map = mapped(write(tmp_path, "X", Xf)), mapped(write(tmp_path, "y", y))
+    assert not X_map.flags.writeable
+    a, b = net(dtype=dtype, backend=backend, dropout=True), net(dtype=dtype, backend=backend,
+                                                                dropout=True)
+    ha = fit(a, X_map, y_map, validation_data=(X_map[:50], y_map[:50]))
+    hb = fit(b, Xf, y.astype(np.int64), validation_data=(Xf[:50], y[:50]))
+    np.testing.assert_array_equal(a.get_params(), b.get_params())
+    assert ha.history == hb.history or all(
+        ha.history[k] == hb.history[k] for k in ha.history if k not in ("seconds",
+                                                                         "samples_per_second"))
+    np.testing.assert_array_equal(a.predict_proba(X_map), b.predict_proba(Xf))
+    assert a.evaluate(X_map, y_map) == b.evaluate(Xf, y)
+
+
+@pytest.mark.parametrize("raw", [np.uint8, np.int8, np.uint16, np.int16])
+@pytest.mark.parametrize("shuffle", [True, "block", False])
+def test_8_and_16_bit_maps_with_rescaling_equal_scaled_floats(tmp_path, raw, shuffle):
+    """``Rescaling(s, o)`` on integer X is ``X.astype(dtype) * dtype(s) + dtype(o)``, exactly."""
+    rng = np.random.default_rng(1)
+    info = np.iinfo(raw)
+    X = rng.integers(info.min, info.max, (257, F), endpoint=True).astype(raw)
+    y = rng.integers(0, C, 257)
+    scale, offset = 1.0 / info.max, -0.25
+    X_map = mapped(write(tmp_path, "X", X))
+    a = net((scale, offset))
+    b = net()
+    X_scaled = X.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    fit(a, X_map, y, shuffle=shuffle)
+    fit(b, X_scaled, y, shuffle=shuffle)
+    np.testing.assert_array_equal(a.get_params(), b.get_params())
+    np.testing.assert_array_equal(a.predict_proba(X_map), b.predict_proba(X_scaled))
+
+
+def test_fit_never_copies_or_writes_the_map(tmp_path, problem, monkeypatch):
+    X, y = problem
+    path = write(tmp_path, "X", X)
+    before = digest(path), os.stat(path).st_mtime_ns
+    X_map = mapped(path)
+    # A copy of the whole map would go through ascontiguousarray or astype: forbid them.
+    real_ascontiguous = np.ascontiguousarray
+
+    def guarded(a, *args, **kwargs):
+        assert not data.is_mapped(a), "the memory map was copied"
+        return real_ascontiguous(a, *args, **kwargs)
+
+    monkeypatch.setattr(np, "ascontiguousarray", guarded)
+    model = net((1 / 255, 0.0))
+    fit(model, X_map, y.astype(np.int64))
+    model.predict(X_map)
+    model.evaluate(X_map, y.astype(np.int64))
+    monkeypatch.undo()
+    assert (digest(path), os.stat(path).st_mtime_ns) == before
+
+
+def rejected(model, call):
+    """Run ``call``; return its error message, checking that nothing changed."""
+    params = model.get_params()
+    optimizer = model.optimizer
+    state = None if optimizer is None else optimizer.state_dict()
+    rng = model._shuffle_rng.bit_generator.state
+    with pytest.raises(ValueError) as info:
+        call()
+    np.testing.assert_array_equal(model.get_params(), params)
+    assert model._shuffle_rng.bit_generator.state == rng
+    if state is not None:
+        after = model.optimizer.state_dict()
+        assert after["t"] == state["t"]
+        np.testing.assert_array_equal(after["s1"], state["s1"])
+    return str(info.value)
+
+
+@pytest.mark.parametrize("where", [0, 150, 300])
+def test_nan_row_in_a_map_is_the_in_memory_error_and_changes_nothing(tmp_path, where):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((301, F)).astype(np.float32)
+    X[where, 5] = np.nan
+    y = rng.integers(0, C, 301)
+    path = write(tmp_path, "X", X)
+    before = digest(path)
+    model = net()
+    fit(model, np.ones((100, F), np.float32), y[:100])      # some state to keep
+    message = rejected(model, lambda: fit(model, mapped(path), y))
+    expected = f"X contains NaN or inf (first at index ({where}, 5))"
+    assert message == expected
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index"):
+        fit(net(), X, y)                         # the in-memory check, up front
+    for call in (model.predict, model.predict_proba, lambda X: model.evaluate(X, y)):
+        with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index "
+                                             rf"\({where}, 5\)\)"):
+            call(mapped(path))
+    assert digest(path) == before
+
+
+def test_value_too_large_for_float32_in_a_float64_map(tmp_path):
+    X = np.ones((40, F))
+    X[33, 2] = 1e300
+    with pytest.raises(ValueError, match=r"X has a value too large for float32 at index "
+                                         r"\(33, 2\)"):
+        fit(net(), mapped(write(tmp_path, "X", X)), np.zeros(40, np.int64))
+
+
+@pytest.mark.parametrize("label", [C, 255])
+def test_label_out_of_range_in_a_map(tmp_path, problem, label):
+    X, y = problem
+    y = y.copy()
+    y[77] = label
+    model = net((1 / 255, 0.0))
+    message = rejected(model, lambda: fit(model, mapped(write(tmp_path, "X", X)),
+                                          mapped(write(tmp_path, "y", y))))
+    assert message == f"labels must be in 0..{C - 1} for {C} outputs; found {label} (at index 77)"
+
+
+def test_nan_target_in_a_map(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((60, F)).astype(np.float32)
+    T = rng.standard_normal((60, C)).astype(np.float32)
+    T[12, 1] = np.inf
+    model = fastnn.Network([fastnn.Dense(F, C)], loss="mse")
+    with pytest.raises(ValueError, match=r"y contains NaN or inf \(first at index \(12, 1\)\)"):
+        model.fit(mapped(write(tmp_path, "X", X)), mapped(write(tmp_path, "T", T)), verbose=0)
+
+
+def test_maps_that_would_need_a_copy_are_refused(tmp_path, problem):
+    X, y = problem
+    fortran = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float32,
+                                        shape=(301, F), fortran_order=True)
+    fortran[...] = X
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        fit(net(), fortran, y)
+    wide = np.lib.format.open_memmap(tmp_path / "w.npy", mode="w+", dtype=np.int32,
+                                     shape=(301, F))
+    with pytest.raises(ValueError, match="memory map of dtype int32"):
+        fit(net(), wide, y)
+
+
+def test_block_shuffle_is_a_seeded_permutation_of_every_row():
+    rng = np.random.default_rng(5)
+    for n, row_bytes, batch in ((1000, 784, 64), (70001, 784, 64), (5, 8, 2), (3000, 2, 7)):
+        orders = [data.block_permutation(np.random.default_rng(9), n, row_bytes, batch)
+                  for _ in range(2)]
+        np.testing.assert_array_equal(orders[0], orders[1])          # seeded
+        np.testing.assert_array_equal(np.sort(orders[0]), np.arange(n))
+        other = data.block_permutation(rng, n, row_bytes, batch)
+        assert n < 10 or not np.array_equal(other, orders[0])
+    # Rows come in windows of BLOCKS_PER_BUFFER blocks of contiguous rows.
+    order = data.block_permutation(np.random.default_rng(0), 200000, 784, 64)
+    rows = max(64, data.BLOCK_BYTES // 784)
+    window = rows * data.BLOCKS_PER_BUFFER
+    blocks = order[:window] // rows
+    assert len(np.unique(blocks)) == data.BLOCKS_PER_BUFFER
+
+
+def test_block_shuffle_resumes_bit_identically(tmp_path, problem):
+    X, y = problem
+    X_map = mapped(write(tmp_path, "X", X))
+    full, first = net((1 / 255, 0.0)), net((1 / 255, 0.0))
+    full.fit(X_map, y, epochs=4, batch_size=16, shuffle="block", verbose=0)
+    first.fit(X_map, y, epochs=2, batch_size=16, shuffle="block", verbose=0,
+              checkpoint=tmp_path / "ck.npz")
+    resumed = net((1 / 255, 0.0))
+    resumed.fit(X_map, y, epochs=4, batch_size=16, shuffle="block", verbose=0,
+                resume=tmp_path / "ck.npz")
+    np.testing.assert_array_equal(resumed.get_params(), full.get_params())
+    with pytest.raises(ValueError, match="trained with shuffle=block"):
+        net((1 / 255, 0.0)).fit(X_map, y, epochs=4, batch_size=16, verbose=0,
+                                resume=tmp_path / "ck.npz")
+
+
+def test_shuffle_must_be_true_false_or_block(problem):
+    X, y = problem
+    with pytest.raises(ValueError, match="shuffle must be True, False or 'block'"):
+        net().fit(X, y, shuffle="blocks", verbose=0)
