@@ -262,6 +262,7 @@ def _train(args, parser):
         _require_matplotlib()
 
     data = args.data.load(args.dtype, args.download)
+    _check_classes(args.data, data.y_train)
     n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
     X_train, y_train, validation_data = _validation_split(data.X_train, data.y_train,
                                                           args.validation_split, args.seed)
@@ -274,18 +275,21 @@ def _train(args, parser):
     optimizer = choice.build(args.lr if args.lr is not None else choice.default_lr)
 
     val = f", {len(validation_data[0])} validation" if validation_data else ""
-    say(f"data: {args.data} ({len(X_train)} train{val}, {len(data.X_test)} test samples; "
-        f"{sizes[0]} features, {n_classes} classes)")
+    say(f"data: {args.data} ({len(X_train)} train{val}, "
+        f"{_plural(len(data.X_test), 'test sample')}; {_plural(sizes[0], 'feature')}, "
+        f"{_plural(n_classes, 'class')})")
     say(f"network: {_architecture(layer_configs(net), net.loss.name)} "
         f"({net.n_params:,} parameters, {args.dtype})")
-    say(f"optimizer: {optimizer!r}, batch size {args.batch_size}, {args.epochs} epochs")
+    say(f"optimizer: {optimizer!r}, batch size {args.batch_size}, "
+        f"{_plural(args.epochs, 'epoch')}")
     say(f"compiled kernels in {warmup(dtypes=(args.dtype,)):.2f} s")
 
     start = time.perf_counter()
     history = net.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, verbose=0 if args.quiet else 1,
                       validation_data=validation_data)
-    say(f"trained {len(history.epoch)} epochs in {time.perf_counter() - start:.2f} s")
+    say(f"trained {_plural(len(history.epoch), 'epoch')} in "
+        f"{time.perf_counter() - start:.2f} s")
     print(_metrics_line(net.evaluate(data.X_test, data.y_test), len(data.X_test)), flush=True)
 
     if args.save:
@@ -321,7 +325,7 @@ def _predict(args, parser):
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text)
-        print(f"saved {len(lines)} predictions to {args.output}")
+        print(f"saved {_plural(len(lines), 'prediction')} to {args.output}")
     else:
         sys.stdout.write(text)
     return 0
@@ -345,7 +349,8 @@ def _info(args, parser):
         rows.append(("optimizer", "not saved"))
     else:
         config = ", ".join(f"{k}={v!r}" for k, v in opt["config"].items())
-        step = "no state" if opt["t"] is None else f"after {opt['t']:,} steps"
+        step = "no state" if opt["t"] is None else f"after {opt['t']:,} step" + \
+            ("" if opt["t"] == 1 else "s")
         rows.append(("optimizer", f"{opt['name']}({config}), {step}"))
     width = max(len(key) for key, _ in rows) + 1
     for key, value in rows:
@@ -382,6 +387,25 @@ def _require_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError("--plot needs matplotlib: pip install fastnn-numba[plot]") from None
+
+
+def _check_classes(source, y_train):
+    """A classifier needs two classes; one means the labels are not what was meant."""
+    present = np.unique(y_train)
+    if len(present) >= 2:
+        return
+    who = ("the one training sample has" if len(y_train) == 1
+           else f"all {len(y_train)} training samples have")
+    hint = (" csv:FILE reads the first column as the label: does the file start with a label "
+            "column?" if source.name == "csv" else "")
+    raise ValueError(f"{source}: {who} label {present[0]}, so there is only 1 class; a "
+                     f"classifier needs at least 2.{hint}")
+
+
+def _plural(n, word):
+    """``1 class``, ``2 classes``, ``360 test samples``."""
+    plural = word + ("es" if word.endswith("s") else "s")   # class, classes
+    return f"{n} {word if n == 1 else plural}"
 
 
 def _validation_split(X, y, fraction, seed):
@@ -425,10 +449,16 @@ def _layer_line(layer):
 
 
 def _metrics_line(metrics, n):
-    line = f"test loss {metrics['loss']:.4f}"
+    line = f"test loss {_decimals(metrics['loss'])}"
     if "accuracy" in metrics:
-        line += f" - test accuracy {metrics['accuracy']:.4f}"
-    return f"{line} ({n} samples)"
+        line += f" - test accuracy {_decimals(metrics['accuracy'])}"
+    return f"{line} ({_plural(n, 'sample')})"
+
+
+def _decimals(value, digits=4):
+    """``value`` with ``digits`` decimals, never ``-0.0000`` (a loss a rounding below zero)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def _write_json(path, history):

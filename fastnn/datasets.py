@@ -523,6 +523,10 @@ def load_csv(path, *, scale=True, one_hot=False, dtype="float32", n_features=Non
     """Load a labelled CSV table in the common MNIST form: label first, then pixel values.
 
     Blank lines are skipped. The file may be gzipped (detected from its magic bytes).
+    The first column is always read as the label: a table of features alone
+    loads without error but with its first feature as ``y`` (often a single
+    value, such as an always-zero corner pixel), so check ``np.unique(y)``
+    before training on a file of unknown layout.
 
     Parameters
     ----------

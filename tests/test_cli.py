@@ -299,3 +299,48 @@ def test_help_and_version_exit_0(capsys):
     for command in ("train", "evaluate", "predict", "info"):
         assert cli.main([command, "--help"]) == 0
         capsys.readouterr()
+
+
+# ---- rough edges a new user hit -------------------------------------------------------
+
+
+def test_train_rejects_single_class_labels_naming_the_file(tmp_path, capsys):
+    """Raw digits pixels without a label column: the first pixel (always 0) became the label."""
+    X, _ = load_digits(scale=False)
+    path = tmp_path / "raw.csv"
+    np.savetxt(path, X[:5].astype(int), fmt="%d", delimiter=",")
+    assert cli.main(["train", "--data", f"csv:{path}", "--epochs", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "classes" not in captured.out and "test accuracy" not in captured.out
+    line = _error_line(captured.err)
+    assert f"csv:{path}" in line
+    assert "all 4 training samples have label 0, so there is only 1 class" in line
+    assert "needs at least 2" in line and "label column" in line
+
+
+def test_train_lines_say_one_epoch_one_sample_and_no_negative_zero(tmp_path, capsys):
+    table = np.column_stack([np.arange(5) % 2, np.arange(5)])
+    path = tmp_path / "tiny.csv"
+    np.savetxt(path, table, fmt="%d", delimiter=",")
+    assert cli.main(["train", "--data", f"csv:{path}", "--layers", "2", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(4 train, 1 test sample; 1 feature, 2 classes)" in out
+    assert "batch size 32, 1 epoch\n" in out
+    assert re.search(r"^trained 1 epoch in ", out, re.MULTILINE)
+    assert re.search(r"\(1 sample\)$", out, re.MULTILINE)
+    assert "epochs" not in out and "samples)" not in out
+
+
+@pytest.mark.parametrize("loss, shown", [(-0.0, "0.0000"), (-1e-9, "0.0000"),
+                                         (-4e-5, "0.0000"), (-6e-5, "-0.0001"),
+                                         (0.12344, "0.1234")])
+def test_metrics_line_never_prints_negative_zero(loss, shown):
+    assert cli._metrics_line({"loss": loss, "accuracy": 1.0}, 2) == \
+        f"test loss {shown} - test accuracy 1.0000 (2 samples)"
+
+
+def test_plural_words():
+    assert [cli._plural(n, "class") for n in (0, 1, 2)] == ["0 classes", "1 class", "2 classes"]
+    assert [cli._plural(n, "epoch") for n in (1, 10)] == ["1 epoch", "10 epochs"]
+    assert cli._plural(1, "test sample") == "1 test sample"
+    assert cli._plural(360, "test sample") == "360 test samples"

@@ -130,6 +130,11 @@ def test_a_plain_process_never_imports_ipython():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_logs_never_show_negative_zero():
+    logs = {"epoch": 0, "loss": -0.0, "accuracy": 1.0, "lr": 0.5, "seconds": 1.0}
+    assert progress._format_logs(logs) == "loss 0 - accuracy 1 - lr 0.5"
+
+
 # ---- terminal and pipe --------------------------------------------------------------
 
 def _train_script():
