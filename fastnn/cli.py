@@ -212,7 +212,8 @@ def build_parser():
                        help="hold out the last fraction F of the shuffled training set for "
                             "per-epoch validation (default: 0)")
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
-    train.add_argument("--plot", metavar="CURVES.png", help="save loss/accuracy curves here")
+    train.add_argument("--plot", metavar="CURVES.png",
+                       help="save loss/accuracy curves here (.png, .pdf or .svg)")
     train.add_argument("--history", metavar="HISTORY.json",
                        help="save the per-epoch history as JSON here")
     train.add_argument("--quiet", action="store_true",
@@ -259,6 +260,9 @@ def _train(args, parser):
     for path in (args.save, args.plot, args.history):
         _check_writable(path)
     if args.plot:
+        from .plotting import plot_format
+
+        plot_format(args.plot)     # the extension is checked before training, not after
         _require_matplotlib()
 
     data = args.data.load(args.dtype, args.download)

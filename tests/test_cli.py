@@ -318,6 +318,19 @@ def test_train_rejects_single_class_labels_naming_the_file(tmp_path, capsys):
     assert "needs at least 2" in line and "label column" in line
 
 
+def test_train_plot_honours_pdf_and_refuses_jpg_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert cli.main(["train", "--layers", "4", "--epochs", "1", "--quiet",
+                     "--plot", str(tmp_path / "curves.pdf")]) == 0
+    assert (tmp_path / "curves.pdf").read_bytes()[:5] == b"%PDF-"
+    capsys.readouterr()
+    assert cli.main(["train", "--epochs", "1", "--plot", str(tmp_path / "curves.jpg")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""      # refused before loading data or training
+    line = _error_line(captured.err)
+    assert "curves.jpg" in line and "use .png, .pdf, .svg" in line
+
+
 def test_train_lines_say_one_epoch_one_sample_and_no_negative_zero(tmp_path, capsys):
     table = np.column_stack([np.arange(5) % 2, np.arange(5)])
     path = tmp_path / "tiny.csv"
