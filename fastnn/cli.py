@@ -479,13 +479,34 @@ def _read_inputs(path, n_features):
     """Features from a ``.npy`` array or a ``.csv`` of numbers (optional header line)."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
-        X = np.load(path, allow_pickle=False)
+        X = _read_npy(path)
     elif ext == ".csv":
         X = _read_csv_features(path)
     else:
         raise ValueError(f"{path}: unsupported input type {ext or '(none)'!r}; use .npy or .csv")
     if X.ndim == 1 and X.size == n_features:
         X = X.reshape(1, -1)
+    return X
+
+
+def _read_npy(path):
+    """A numeric ``.npy`` array, never unpickled; errors name the file."""
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{path}: not an .npy file (no numpy header); save the inputs "
+                             "with np.save")
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{path}: holds an object array (pickled Python objects); "
+                             "refusing to unpickle it: save a numeric array, e.g. "
+                             "np.save(path, X.astype(float))") from None
+        raise ValueError(f"{path}: not a valid .npy file ({exc})") from None
+    except EOFError:
+        raise ValueError(f"{path}: truncated .npy file") from None
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{path}: holds a {X.dtype} array; the inputs must be numbers")
     return X
 
 

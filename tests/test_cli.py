@@ -232,12 +232,22 @@ def test_predict_writes_round_trippable_floats_for_regression(tmp_path, capsys):
     (["predict", "{model}", "--input", "{tmp}/wide.npy"], "65 features but the network "
                                                            "expects 64"),
     (["predict", "{model}", "--input", "{tmp}/ragged.csv"], "line 3 has 2 values"),
+    (["predict", "{model}", "--input", "{tmp}/pick.npy"], "pick.npy: holds an object array "
+                                                          "(pickled Python objects)"),
+    (["predict", "{model}", "--input", "{tmp}/text.npy"], "text.npy: not an .npy file"),
+    (["predict", "{model}", "--input", "{tmp}/cut.npy"], "cut.npy: not a valid .npy file"),
+    (["predict", "{model}", "--input", "{tmp}/words.npy"], "words.npy: holds a <U1 array"),
 ])
 def test_runtime_errors_exit_1_with_one_line(trained, tmp_path, capsys, argv, where):
     (tmp_path / "bad.npz").write_text("not a model")
     (tmp_path / "x.txt").write_text("1 2 3")
     (tmp_path / "ragged.csv").write_text("a,b,c\n1,2,3\n4,5\n")
     np.save(tmp_path / "wide.npy", np.zeros((2, 65)))
+    np.save(tmp_path / "pick.npy", np.array([{"a": 1}, 2], dtype=object), allow_pickle=True)
+    (tmp_path / "text.npy").write_text("1,2,3")
+    np.save(tmp_path / "cut.npy", np.zeros((10, 64)))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "cut.npy").read_bytes()[:300])
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
     argv = [a.format(tmp=tmp_path, model=trained[0]) for a in argv]
     assert cli.main(argv) == 1
     line = _error_line(capsys.readouterr().err)
