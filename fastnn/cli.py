@@ -14,12 +14,16 @@ import math
 import os
 import sys
 import time
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
 
 from . import __version__
 from .activations import ACTIVATIONS
+from .checkpoint import FORMAT_NAME as CHECKPOINT_FORMAT
+from .checkpoint import read_checkpoint
 from .datasets import _is_number, load_csv, load_digits, load_mnist, train_test_split
 from .io import layer_configs, load, read_header, save
 from .layers import Dense
@@ -242,9 +246,12 @@ def build_parser():
                               "16 for raw digits (default: 1, use them as given)")
     predict.set_defaults(run=_predict, parser=predict)
 
-    info = commands.add_parser("info", help="describe a saved model",
-                               description="Print a saved model's architecture and metadata.")
-    info.add_argument("model", metavar="MODEL.npz")
+    info = commands.add_parser("info", help="describe a saved model or a checkpoint",
+                               description="Print a saved model's architecture and metadata, "
+                                           "or a training checkpoint's (with its epoch, "
+                                           "optimizer state and history).")
+    info.add_argument("model", metavar="FILE.npz", help="a model file (fastnn.save, --save) "
+                                                        "or a checkpoint (fit(checkpoint=...))")
     info.set_defaults(run=_info, parser=info)
     return parser
 
@@ -336,32 +343,81 @@ def _predict(args, parser):
 
 
 def _info(args, parser):
+    if _file_format(args.model) == CHECKPOINT_FORMAT:
+        return _info_checkpoint(args.model)
     header = read_header(args.model)
     layers = header["layers"]
-    opt = header["optimizer"]
     rows = [
         ("file", args.model),
         ("format", f"{header['format']} {header['format_version']}, written by fastnn "
                    f"{header['fastnn_version']}"),
-        ("architecture", _architecture(layers, header["loss"])),
-        ("loss", header["loss"]),
-        ("dtype", header["dtype"]),
-        ("parameters", f"{header['n_params']:,}"),
-        ("seed", str(header["seed"])),
+        *_network_rows(layers, header["loss"], header["dtype"], header["n_params"],
+                       header["seed"]),
+        ("optimizer", _optimizer_line(header["optimizer"])),
     ]
+    _print_info(rows, layers)
+    return 0
+
+
+def _info_checkpoint(path):
+    """What a checkpoint of ``Network.fit(checkpoint=...)`` holds, and how far training got."""
+    header, arrays = read_checkpoint(path)
+    net = header["architecture"]
+    history = header["history"]["history"]
+    losses = history.get("loss", [])
+    last = f", last loss {losses[-1]:.4g}" if losses else ""
+    rows = [
+        ("file", path),
+        ("format", f"{header['format']} {header['format_version']}, a training checkpoint "
+                   "(Network.fit(..., resume=FILE) continues it)"),
+        *_network_rows(net["layers"], net["loss"], net["dtype"], arrays["params"].size,
+                       net["seed"]),
+        ("epoch", f"{header['epoch']} finished (batch size {header['batch_size']}, "
+                  f"{_plural(header['n_samples'], 'training sample')})"),
+        ("optimizer", _optimizer_line(header["optimizer"])),
+        ("history", f"{_plural(len(header['history']['epoch']), 'epoch')}{last}"),
+        ("callback states", ", ".join(c["class"] for c in header["callbacks"] if c) or "none"),
+    ]
+    _print_info(rows, net["layers"])
+    return 0
+
+
+def _file_format(path):
+    """The ``format`` named in a file's header, or None if there is no readable header.
+
+    Only picks which reader checks the file: read_header / read_checkpoint then
+    validate it fully and say what is wrong.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(archive["header"].tobytes().decode("utf-8"))
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError,
+            zipfile.BadZipFile, zlib.error):
+        return None
+    return header.get("format") if isinstance(header, dict) else None
+
+
+def _network_rows(layers, loss, dtype, n_params, seed):
+    return [("architecture", _architecture(layers, loss)), ("loss", loss), ("dtype", dtype),
+            ("parameters", f"{n_params:,}"), ("seed", str(seed))]
+
+
+def _optimizer_line(opt):
+    """``adam(lr=0.001, ...), after 225 steps`` from a header's ``{"name", "config", "t"}``."""
     if opt is None:
-        rows.append(("optimizer", "not saved"))
-    else:
-        config = ", ".join(f"{k}={v!r}" for k, v in opt["config"].items())
-        step = "no state" if opt["t"] is None else f"after {opt['t']:,} step" + \
-            ("" if opt["t"] == 1 else "s")
-        rows.append(("optimizer", f"{opt['name']}({config}), {step}"))
+        return "not saved"
+    config = ", ".join(f"{k}={v!r}" for k, v in opt["config"].items())
+    if opt["t"] is None:
+        return f"{opt['name']}({config}), no state"
+    return f"{opt['name']}({config}), after {opt['t']:,} step{'' if opt['t'] == 1 else 's'}"
+
+
+def _print_info(rows, layers):
     width = max(len(key) for key, _ in rows) + 1
     for key, value in rows:
         print(f"{key + ':':<{width}} {value}")
     for i, layer in enumerate(layers):
         print(f"  layer {i}: {_layer_line(layer)}")
-    return 0
 
 
 # ----------------------------------------------------------------------------

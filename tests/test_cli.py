@@ -183,6 +183,44 @@ def test_info_shows_dropout_layers(tmp_path, capsys):
     assert "layer 1: Dropout(0.2)" in out and "optimizer:    not saved" in out
 
 
+def test_info_shows_a_checkpoint(tmp_path, capsys):
+    X, y = _test_split()
+    net = fastnn.Network([fastnn.Dense(64, 8, "relu"), fastnn.Dropout(0.1), fastnn.Dense(8, 10)],
+                         seed=4)
+    path = tmp_path / "run.npz"
+    history = net.fit(X[:100], y[:100], epochs=3, batch_size=16, verbose=0,
+                      optimizer=fastnn.SGD(0.05, momentum=0.9), checkpoint=path,
+                      callbacks=[fastnn.callbacks.StepLR(2, gamma=0.5),
+                                 fastnn.EarlyStopping(monitor="loss", patience=5)])
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = dict(re.findall(r"^(\w[\w ]*): +(.*)$", out, re.MULTILINE))
+    assert rows["file"] == str(path)
+    assert rows["format"].startswith("fastnn-checkpoint 1, a training checkpoint")
+    assert rows["architecture"] == "64 -> 8 relu -> dropout 0.1 -> 10 softmax"
+    assert rows["parameters"] == "610" and rows["seed"] == "4"   # 64*8+8 + 8*10+10
+    assert rows["epoch"] == "3 finished (batch size 16, 100 training samples)"
+    assert rows["optimizer"] == ("sgd(lr=0.025, momentum=0.9, nesterov=False, weight_decay=0.0, "
+                                 "dampening=0.0), after 21 steps")   # 3 x ceil(100/16); StepLR
+    assert rows["history"] == f"3 epochs, last loss {history.history['loss'][-1]:.4g}"
+    assert re.search(r"^callback states: +StepLR$", out, re.MULTILINE)   # EarlyStopping has none
+    assert "  layer 1: Dropout(0.1)" in out
+
+
+def test_info_on_a_corrupted_checkpoint_says_so(tmp_path, capsys):
+    X, y = _test_split()
+    net = fastnn.Network([fastnn.Dense(64, 10)])
+    path = tmp_path / "run.npz"
+    net.fit(X[:50], y[:50], epochs=1, verbose=0, checkpoint=path)
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    arrays["params"] = arrays["params"] + 1
+    np.savez(path, **arrays)
+    assert cli.main(["info", str(path)]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert str(path) in line and "checksum mismatch (corrupted checkpoint)" in line
+
+
 def test_predict_npy_prints_one_label_per_line(trained, tmp_path, capsys):
     model, _ = trained
     X_test, _ = _test_split()
