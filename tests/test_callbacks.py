@@ -18,6 +18,8 @@ import fastnn
 from fastnn.callbacks import (Callback, CosineAnnealingLR, EarlyStopping, ExponentialLR,
                               LambdaCallback, ReduceLROnPlateau, StepLR)
 
+from conftest import TORCH_MISSING
+
 BASE_LR = 0.2
 EPOCHS = 12
 
@@ -129,7 +131,7 @@ def test_schedule_continues_across_fits_and_from_state_dict(name):
 
 
 def test_schedules_agree_with_torch_lr_scheduler():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     pairs = [
         (StepLR(step_size=3, gamma=0.5),
          lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5)),
@@ -225,7 +227,7 @@ def test_plateau_state_dict_round_trip():
 
 
 def test_plateau_agrees_with_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     rng = np.random.default_rng(0)
     values = list(np.round(np.cumsum(rng.normal(-0.01, 0.05, 40)) + 2, 3))
     kwargs = dict(factor=0.5, patience=2, cooldown=1, min_lr=0.01)

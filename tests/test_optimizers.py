@@ -16,6 +16,8 @@ from fastnn import SGD, Adam, AdamW, RMSprop, reference
 from fastnn.datasets import load_digits, train_test_split
 from fastnn.kernels.optimizers import optimizer_update
 
+from conftest import TORCH_MISSING
+
 N_PARAMS = 9
 N_STEPS = 5
 
@@ -198,7 +200,7 @@ def torch_optimizer(torch, opt, params):
 
 @pytest.mark.parametrize("case", CASES)
 def test_kernel_matches_torch_optim(case):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     w0, grads = scripted()
     opt = CASES[case]()
     w_kernel = run_kernel(opt, w0, grads)

@@ -36,7 +36,7 @@ history = net.fit(X, y, epochs={EPOCHS}, batch_size=16, verbose=1)
 # ---- Jupyter ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def notebook():
+def notebook(tmp_path_factory):
     """The executed notebook: cell 0 names the fastnn it imports, cell 1 trains, cell 2 reports."""
     nbformat = pytest.importorskip("nbformat", reason="the notebook test needs nbformat ([dev])")
     nbclient = pytest.importorskip("nbclient", reason="the notebook test needs nbclient ([dev])")
@@ -44,13 +44,23 @@ def notebook():
     pytest.importorskip("ipywidgets", reason="the notebook test needs ipywidgets ([dev])")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("import fastnn, os; print(os.path.realpath(fastnn.__file__))"),
+        nbformat.v4.new_code_cell("import fastnn, os, sys; print(os.path.realpath(fastnn.__file__)); "
+                                  "print(sys.executable)"),
         nbformat.v4.new_code_cell(TRAIN),
         nbformat.v4.new_code_cell("print(json.dumps(history.history['loss']))"),
     ]
-    # The kernel inherits this process's environment, PYTHONPATH included.
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            store_widget_state=True).execute()
+    # A kernel spec of this very interpreter: the installed "python3" spec runs whatever
+    # "python" is first on PATH. The kernel inherits this process's environment, PYTHONPATH
+    # included (cell 0 checks it imports the fastnn under test).
+    spec = tmp_path_factory.mktemp("jupyter")
+    (spec / "kernels" / "fastnn-test").mkdir(parents=True)
+    (spec / "kernels" / "fastnn-test" / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "fastnn test", "language": "python"}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(spec))
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="fastnn-test",
+                                store_widget_state=True).execute()
     return nb
 
 
@@ -64,7 +74,8 @@ def _widget_text(widget):
 
 
 def test_notebook_uses_the_fastnn_under_test(notebook):
-    assert _stream_text(notebook.cells[0]).strip() == os.path.realpath(fastnn.__file__)
+    assert _stream_text(notebook.cells[0]).split("\n")[:2] == [os.path.realpath(fastnn.__file__),
+                                                              sys.executable]
 
 
 def test_notebook_progress_is_one_widget_bar_per_epoch_without_plain_lines(notebook):
