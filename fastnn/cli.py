@@ -376,10 +376,15 @@ def _info_checkpoint(path):
                   f"{_plural(header['n_samples'], 'training sample')})"),
         ("optimizer", _optimizer_line(header["optimizer"])),
         ("history", f"{_plural(len(header['history']['epoch']), 'epoch')}{last}"),
-        ("callback states", ", ".join(c["class"] for c in header["callbacks"] if c) or "none"),
+        ("callbacks", _callback_states(header["callbacks"])),
     ]
     _print_info(rows, net["layers"])
     return 0
+
+
+def _callback_states(saved):
+    names = [c["class"] for c in saved if c]
+    return f"state of {', '.join(names)} saved" if names else "no state saved"
 
 
 def _file_format(path):
