@@ -19,9 +19,8 @@ Keras. Every one of them steps once per epoch and sets
 """
 
 import math
-import numbers
 
-import numpy as np
+from ._checks import flag, integer, real
 
 MODES = ("min", "max", "auto")
 THRESHOLD_MODES = ("rel", "abs")
@@ -143,8 +142,8 @@ class StepLR(LRSchedule):
 
     def __init__(self, step_size, gamma=0.1):
         super().__init__()
-        self.step_size = _check_int("step_size", step_size, minimum=1)
-        self.gamma = _check_number("gamma", gamma, positive=True)
+        self.step_size = integer("step_size", step_size, 1)
+        self.gamma = real("gamma", gamma, positive=True)
 
     def lr_at(self, epoch):
         return self.base_lr * self.gamma ** (epoch // self.step_size)
@@ -160,7 +159,7 @@ class ExponentialLR(LRSchedule):
 
     def __init__(self, gamma):
         super().__init__()
-        self.gamma = _check_number("gamma", gamma, positive=True)
+        self.gamma = real("gamma", gamma, positive=True)
 
     def lr_at(self, epoch):
         return self.base_lr * self.gamma ** epoch
@@ -181,8 +180,8 @@ class CosineAnnealingLR(LRSchedule):
 
     def __init__(self, T_max, eta_min=0.0):
         super().__init__()
-        self.T_max = _check_int("T_max", T_max, minimum=1)
-        self.eta_min = _check_number("eta_min", eta_min, positive=False)
+        self.T_max = integer("T_max", T_max, 1)
+        self.eta_min = real("eta_min", eta_min)
 
     def lr_at(self, epoch):
         cos = (1 + math.cos(math.pi * epoch / self.T_max)) / 2
@@ -230,19 +229,19 @@ class ReduceLROnPlateau(Callback):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, mode="auto", eps=1e-8):
         self.monitor = _check_monitor(monitor)
-        self.factor = _check_number("factor", factor, positive=True)
+        self.factor = real("factor", factor, positive=True)
         if self.factor >= 1:
             raise ValueError(f"factor must be < 1 to reduce the learning rate, got {factor!r}")
-        self.patience = _check_int("patience", patience, minimum=0)
-        self.min_delta = _check_number("min_delta", min_delta, positive=False)
+        self.patience = integer("patience", patience, 0)
+        self.min_delta = real("min_delta", min_delta)
         if threshold_mode not in THRESHOLD_MODES:
             raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, "
                              f"got {threshold_mode!r}")
         self.threshold_mode = threshold_mode
-        self.cooldown = _check_int("cooldown", cooldown, minimum=0)
-        self.min_lr = _check_number("min_lr", min_lr, positive=False)
+        self.cooldown = integer("cooldown", cooldown, 0)
+        self.min_lr = real("min_lr", min_lr)
         self.mode = _resolve_mode(mode, self.monitor)
-        self.eps = _check_number("eps", eps, positive=False)
+        self.eps = real("eps", eps)
         self.best = _worst(self.mode)
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
@@ -338,10 +337,10 @@ class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
                  restore_best_weights=True):
         self.monitor = _check_monitor(monitor)
-        self.patience = _check_int("patience", patience, minimum=0)
-        self.min_delta = _check_number("min_delta", min_delta, positive=False)
+        self.patience = integer("patience", patience, 0)
+        self.min_delta = real("min_delta", min_delta)
         self.mode = _resolve_mode(mode, self.monitor)
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = flag("restore_best_weights", restore_best_weights)
         self._reset()
 
     def _reset(self):
@@ -419,19 +418,3 @@ def _resolve_mode(mode, monitor):
 
 def _worst(mode):
     return math.inf if mode == "min" else -math.inf
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_number(name, value, positive):
-    """A finite float, > 0 if ``positive`` else >= 0."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
-        np.isfinite(value) and (value > 0 if positive else value >= 0)
-    if not ok:
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
-    return float(value)

@@ -14,12 +14,16 @@ import math
 import os
 import sys
 import time
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
 
 from . import __version__
 from .activations import ACTIVATIONS
+from .checkpoint import FORMAT_NAME as CHECKPOINT_FORMAT
+from .checkpoint import read_checkpoint
 from .datasets import _is_number, load_csv, load_digits, load_mnist, train_test_split
 from .io import layer_configs, load, read_header, save
 from .layers import Dense
@@ -217,7 +221,8 @@ def build_parser():
                             "`mpiexec -n N fastnn train --distributed ...`; rank 0 prints and "
                             "writes the files")
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
-    train.add_argument("--plot", metavar="CURVES.png", help="save loss/accuracy curves here")
+    train.add_argument("--plot", metavar="CURVES.png",
+                       help="save loss/accuracy curves here (.png, .pdf or .svg)")
     train.add_argument("--history", metavar="HISTORY.json",
                        help="save the per-epoch history as JSON here")
     train.add_argument("--quiet", action="store_true",
@@ -246,9 +251,12 @@ def build_parser():
                               "16 for raw digits (default: 1, use them as given)")
     predict.set_defaults(run=_predict, parser=predict)
 
-    info = commands.add_parser("info", help="describe a saved model",
-                               description="Print a saved model's architecture and metadata.")
-    info.add_argument("model", metavar="MODEL.npz")
+    info = commands.add_parser("info", help="describe a saved model or a checkpoint",
+                               description="Print a saved model's architecture and metadata, "
+                                           "or a training checkpoint's (with its epoch, "
+                                           "optimizer state and history).")
+    info.add_argument("model", metavar="FILE.npz", help="a model file (fastnn.save, --save) "
+                                                        "or a checkpoint (fit(checkpoint=...))")
     info.set_defaults(run=_info, parser=info)
 
     export = commands.add_parser("export", help="write a saved model as an ONNX graph",
@@ -273,8 +281,12 @@ def _train(args, parser):
         for path in (args.save, args.plot, args.history):
             _check_writable(path)
         if args.plot:
+            from .plotting import plot_format
+
+            plot_format(args.plot)     # the extension is checked before training, not after
             _require_matplotlib()
         data = args.data.load(args.dtype, args.download)
+        _check_classes(args.data, data.y_train)
         n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
         X_train, y_train, validation_data = _validation_split(data.X_train, data.y_train,
                                                               args.validation_split, args.seed)
@@ -288,11 +300,13 @@ def _train(args, parser):
         optimizer = choice.build(args.lr if args.lr is not None else choice.default_lr)
 
     val = f", {len(validation_data[0])} validation" if validation_data else ""
-    say(f"data: {args.data} ({len(X_train)} train{val}, {len(data.X_test)} test samples; "
-        f"{sizes[0]} features, {n_classes} classes)")
+    say(f"data: {args.data} ({len(X_train)} train{val}, "
+        f"{_plural(len(data.X_test), 'test sample')}; {_plural(sizes[0], 'feature')}, "
+        f"{_plural(n_classes, 'class')})")
     say(f"network: {_architecture(layer_configs(net), net.loss.name)} "
         f"({net.n_params:,} parameters, {args.dtype})")
-    say(f"optimizer: {optimizer!r}, batch size {args.batch_size}, {args.epochs} epochs")
+    say(f"optimizer: {optimizer!r}, batch size {args.batch_size}, "
+        f"{_plural(args.epochs, 'epoch')}")
     say(f"compiled kernels in {warmup(dtypes=(args.dtype,)):.2f} s")
 
     start = time.perf_counter()
@@ -300,7 +314,8 @@ def _train(args, parser):
                       optimizer=optimizer, verbose=0 if args.quiet else 1,
                       validation_data=validation_data,
                       distributed=strategy.comm if args.distributed else None)
-    say(f"trained {len(history.epoch)} epochs in {time.perf_counter() - start:.2f} s")
+    say(f"trained {_plural(len(history.epoch), 'epoch')} in "
+        f"{time.perf_counter() - start:.2f} s")
     metrics = net.evaluate(data.X_test, data.y_test)
     if not strategy.writer:
         return 0
@@ -339,38 +354,93 @@ def _predict(args, parser):
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text)
-        print(f"saved {len(lines)} predictions to {args.output}")
+        print(f"saved {_plural(len(lines), 'prediction')} to {args.output}")
     else:
         sys.stdout.write(text)
     return 0
 
 
 def _info(args, parser):
+    if _file_format(args.model) == CHECKPOINT_FORMAT:
+        return _info_checkpoint(args.model)
     header = read_header(args.model)
     layers = header["layers"]
-    opt = header["optimizer"]
     rows = [
         ("file", args.model),
         ("format", f"{header['format']} {header['format_version']}, written by fastnn "
                    f"{header['fastnn_version']}"),
-        ("architecture", _architecture(layers, header["loss"])),
-        ("loss", header["loss"]),
-        ("dtype", header["dtype"]),
-        ("parameters", f"{header['n_params']:,}"),
-        ("seed", str(header["seed"])),
+        *_network_rows(layers, header["loss"], header["dtype"], header["n_params"],
+                       header["seed"]),
+        ("optimizer", _optimizer_line(header["optimizer"])),
     ]
+    _print_info(rows, layers)
+    return 0
+
+
+def _info_checkpoint(path):
+    """What a checkpoint of ``Network.fit(checkpoint=...)`` holds, and how far training got."""
+    header, arrays = read_checkpoint(path)
+    net = header["architecture"]
+    history = header["history"]["history"]
+    losses = history.get("loss", [])
+    last = f", last loss {losses[-1]:.4g}" if losses else ""
+    rows = [
+        ("file", path),
+        ("format", f"{header['format']} {header['format_version']}, a training checkpoint "
+                   "(Network.fit(..., resume=FILE) continues it)"),
+        *_network_rows(net["layers"], net["loss"], net["dtype"], arrays["params"].size,
+                       net["seed"]),
+        ("epoch", f"{header['epoch']} finished (batch size {header['batch_size']}, "
+                  f"{_plural(header['n_samples'], 'training sample')})"),
+        ("optimizer", _optimizer_line(header["optimizer"])),
+        ("history", f"{_plural(len(header['history']['epoch']), 'epoch')}{last}"),
+        ("callbacks", _callback_states(header["callbacks"])),
+    ]
+    _print_info(rows, net["layers"])
+    return 0
+
+
+def _callback_states(saved):
+    names = [c["class"] for c in saved if c]
+    return f"state of {', '.join(names)} saved" if names else "no state saved"
+
+
+def _file_format(path):
+    """The ``format`` named in a file's header, or None if there is no readable header.
+
+    Only picks which reader checks the file: read_header / read_checkpoint then
+    validate it fully and say what is wrong.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(archive["header"].tobytes().decode("utf-8"))
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError,
+            zipfile.BadZipFile, zlib.error):
+        return None
+    return header.get("format") if isinstance(header, dict) else None
+
+
+def _network_rows(layers, loss, dtype, n_params, seed):
+    return [("architecture", _architecture(layers, loss)), ("loss", loss), ("dtype", dtype),
+            ("parameters", f"{n_params:,}"), ("seed", str(seed))]
+
+
+def _optimizer_line(opt):
+    """``adam(lr=0.001, ...), after 225 steps`` from a header's ``{"name", "config", "t"}``."""
     if opt is None:
-        rows.append(("optimizer", "not saved"))
-    else:
-        config = ", ".join(f"{k}={v!r}" for k, v in opt["config"].items())
-        step = "no state" if opt["t"] is None else f"after {opt['t']:,} steps"
-        rows.append(("optimizer", f"{opt['name']}({config}), {step}"))
+        return "not saved"
+    config = ", ".join(f"{k}={v!r}" for k, v in opt["config"].items())
+    if opt["t"] is None:
+        return f"{opt['name']}({config}), no state"
+    return f"{opt['name']}({config}), after {opt['t']:,} step{'' if opt['t'] == 1 else 's'}"
+
+
+def _print_info(rows, layers):
     width = max(len(key) for key, _ in rows) + 1
     for key, value in rows:
         print(f"{key + ':':<{width}} {value}")
     for i, layer in enumerate(layers):
         print(f"  layer {i}: {_layer_line(layer)}")
-    return 0
 
 
 def _export(args, parser):
@@ -421,6 +491,25 @@ def _require_matplotlib():
         raise ImportError("--plot needs matplotlib: pip install fastnn-numba[plot]") from None
 
 
+def _check_classes(source, y_train):
+    """A classifier needs two classes; one means the labels are not what was meant."""
+    present = np.unique(y_train)
+    if len(present) >= 2:
+        return
+    who = ("the one training sample has" if len(y_train) == 1
+           else f"all {len(y_train)} training samples have")
+    hint = (" csv:FILE reads the first column as the label: does the file start with a label "
+            "column?" if source.name == "csv" else "")
+    raise ValueError(f"{source}: {who} label {present[0]}, so there is only 1 class; a "
+                     f"classifier needs at least 2.{hint}")
+
+
+def _plural(n, word):
+    """``1 class``, ``2 classes``, ``360 test samples``."""
+    plural = word + ("es" if word.endswith("s") else "s")   # class, classes
+    return f"{n} {word if n == 1 else plural}"
+
+
 def _validation_split(X, y, fraction, seed):
     """Shuffle with ``seed`` and hold out the last ``fraction`` as validation data."""
     if not fraction:
@@ -462,10 +551,16 @@ def _layer_line(layer):
 
 
 def _metrics_line(metrics, n):
-    line = f"test loss {metrics['loss']:.4f}"
+    line = f"test loss {_decimals(metrics['loss'])}"
     if "accuracy" in metrics:
-        line += f" - test accuracy {metrics['accuracy']:.4f}"
-    return f"{line} ({n} samples)"
+        line += f" - test accuracy {_decimals(metrics['accuracy'])}"
+    return f"{line} ({_plural(n, 'sample')})"
+
+
+def _decimals(value, digits=4):
+    """``value`` with ``digits`` decimals, never ``-0.0000`` (a loss a rounding below zero)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def _write_json(path, history):
@@ -482,13 +577,34 @@ def _read_inputs(path, n_features):
     """Features from a ``.npy`` array or a ``.csv`` of numbers (optional header line)."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
-        X = np.load(path, allow_pickle=False)
+        X = _read_npy(path)
     elif ext == ".csv":
         X = _read_csv_features(path)
     else:
         raise ValueError(f"{path}: unsupported input type {ext or '(none)'!r}; use .npy or .csv")
     if X.ndim == 1 and X.size == n_features:
         X = X.reshape(1, -1)
+    return X
+
+
+def _read_npy(path):
+    """A numeric ``.npy`` array, never unpickled; errors name the file."""
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{path}: not an .npy file (no numpy header); save the inputs "
+                             "with np.save")
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{path}: holds an object array (pickled Python objects); "
+                             "refusing to unpickle it: save a numeric array, e.g. "
+                             "np.save(path, X.astype(float))") from None
+        raise ValueError(f"{path}: not a valid .npy file ({exc})") from None
+    except EOFError:
+        raise ValueError(f"{path}: truncated .npy file") from None
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{path}: holds a {X.dtype} array; the inputs must be numbers")
     return X
 
 

@@ -478,10 +478,11 @@ def load_mnist(path=None, *, download=False, cache_dir=None, mirrors=None, scale
         )
     missing = [name for name in MNIST_FILES if _find(folder, name) is None]
     if missing:
+        found = len(MNIST_FILES) - len(missing)
+        others = f"; the other {found} are there" if found else ""
         raise FileNotFoundError(
-            f"MNIST files missing from {folder}: {', '.join(missing)}. "
-            f"Expected {', '.join(MNIST_FILES)} (each plain or with .gz). "
-            "Pass download=True to fetch them, or put the files there."
+            f"MNIST files missing from {folder}: {', '.join(missing)} (each plain or with "
+            f".gz{others}). Pass download=True to fetch them, or put the files there."
         )
     splits = []
     for images_name, labels_name in (MNIST_FILES[:2], MNIST_FILES[2:]):
@@ -523,6 +524,10 @@ def load_csv(path, *, scale=True, one_hot=False, dtype="float32", n_features=Non
     """Load a labelled CSV table in the common MNIST form: label first, then pixel values.
 
     Blank lines are skipped. The file may be gzipped (detected from its magic bytes).
+    The first column is always read as the label: a table of features alone
+    loads without error but with its first feature as ``y`` (often a single
+    value, such as an always-zero corner pixel), so check ``np.unique(y)``
+    before training on a file of unknown layout.
 
     Parameters
     ----------

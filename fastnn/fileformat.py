@@ -142,7 +142,18 @@ def write_atomic(path, arrays):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    # Name the file and the folder: mkstemp's own errors name its temporary file.
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path}: it is a directory")
+    if not os.path.isdir(folder):
+        what = "is not a directory" if os.path.exists(folder) else "does not exist"
+        raise FileNotFoundError(f"cannot write {path}: directory {folder} {what}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                                   suffix=".tmp")
+    except PermissionError:
+        raise PermissionError(f"cannot write {path}: no permission to create files in "
+                              f"{folder}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)

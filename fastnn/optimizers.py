@@ -8,6 +8,7 @@ two plain flat arrays laid out like the network's parameter vector
 
 import numpy as np
 
+from . import _checks
 from .kernels import optimizers as _k
 
 
@@ -18,8 +19,7 @@ class Optimizer:
     code = -1
 
     def __init__(self, lr):
-        _check_positive("lr", lr, allow_zero=True)  # schedules may anneal to 0
-        self.lr = float(lr)
+        self.lr = _checks.real("lr", lr)  # >= 0: schedules may anneal to 0
         self.state = None
 
     def hyperparameters(self):
@@ -72,22 +72,6 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-def _check_positive(name, value, allow_zero=False):
-    try:
-        ok = float(value) > 0 or (allow_zero and float(value) == 0)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or not np.isfinite(float(value)):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
-
-
-def _check_fraction(name, value):
-    _check_positive(name, value, allow_zero=True)
-    if float(value) >= 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum.
 
@@ -102,15 +86,12 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
         super().__init__(lr)
-        _check_fraction("momentum", momentum)
-        _check_positive("weight_decay", weight_decay, allow_zero=True)
-        _check_fraction("dampening", dampening)
-        if nesterov and (momentum == 0 or dampening != 0):
+        self.momentum = _checks.fraction("momentum", momentum)
+        self.nesterov = _checks.flag("nesterov", nesterov)
+        self.weight_decay = _checks.real("weight_decay", weight_decay)
+        self.dampening = _checks.fraction("dampening", dampening)
+        if self.nesterov and (self.momentum == 0 or self.dampening != 0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
-        self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
-        self.dampening = float(dampening)
 
     def hyperparameters(self):
         return dict(lr=self.lr, momentum=self.momentum, dampening=self.dampening,
@@ -129,15 +110,15 @@ class Adam(Optimizer):
 
     def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(lr)
-        if len(tuple(betas)) != 2:
+        try:
+            pair = None if isinstance(betas, (str, bytes)) else tuple(betas)
+        except TypeError:
+            pair = None
+        if pair is None or len(pair) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        for i, beta in enumerate(betas):
-            _check_fraction(f"betas[{i}]", beta)
-        _check_positive("eps", eps)
-        _check_positive("weight_decay", weight_decay, allow_zero=True)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
+        self.betas = tuple(_checks.fraction(f"betas[{i}]", beta) for i, beta in enumerate(pair))
+        self.eps = _checks.real("eps", eps, positive=True)
+        self.weight_decay = _checks.real("weight_decay", weight_decay)
 
     def hyperparameters(self):
         return dict(lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
@@ -166,14 +147,10 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0):
         super().__init__(lr)
-        _check_fraction("alpha", alpha)
-        _check_positive("eps", eps)
-        _check_positive("weight_decay", weight_decay, allow_zero=True)
-        _check_fraction("momentum", momentum)
-        self.alpha = float(alpha)
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
-        self.momentum = float(momentum)
+        self.alpha = _checks.fraction("alpha", alpha)
+        self.eps = _checks.real("eps", eps, positive=True)
+        self.weight_decay = _checks.real("weight_decay", weight_decay)
+        self.momentum = _checks.fraction("momentum", momentum)
 
     def hyperparameters(self):
         return dict(lr=self.lr, alpha=self.alpha, eps=self.eps,

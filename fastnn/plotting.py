@@ -1,10 +1,14 @@
 """Plots of training runs. Needs the optional matplotlib extra (``fastnn-numba[plot]``)."""
 
+import os
 from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["plot_history"]
+__all__ = ["FORMATS", "plot_format", "plot_history"]
+
+#: File extension -> the format written (matplotlib's name for it).
+FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 # panel -> (y-axis label, ((history key, legend label), ...))
 _PANELS = (
@@ -13,8 +17,28 @@ _PANELS = (
 )
 
 
+def plot_format(path):
+    """The image format that ``path``'s extension asks for: ``"png"``, ``"pdf"`` or ``"svg"``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Raises
+    ------
+    ValueError
+        The extension (case-insensitive) is none of ``.png``, ``.pdf``, ``.svg``.
+    """
+    name = os.fspath(path)
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(f"cannot plot to {name}: unsupported extension {ext or '(none)'!r}; "
+                         f"use {', '.join(FORMATS)}")
+    return FORMATS[ext]
+
+
 def plot_history(history, path):
-    """Save loss and accuracy per epoch as a PNG image.
+    """Save loss and accuracy per epoch as a PNG, PDF or SVG image (from ``path``'s extension).
 
     One panel shows the loss and, when the history holds accuracy, a second panel
     shows it; each panel has the training curve and the validation curve when
@@ -28,7 +52,8 @@ def plot_history(history, path):
         sequences of shape (n_epochs,); epoch ``i`` is plotted at ``x = i + 1``.
         Other keys are ignored.
     path : str or os.PathLike
-        Where the PNG is written (100 dpi).
+        Where the image is written; its extension (``.png``, 100 dpi, ``.pdf``
+        or ``.svg``) chooses the format, see :func:`plot_format`.
 
     Raises
     ------
@@ -36,10 +61,12 @@ def plot_history(history, path):
         matplotlib is not installed.
     ValueError
         The history has neither a non-empty ``"loss"`` nor ``"accuracy"`` series,
-        or a series is not one-dimensional.
+        a series is not one-dimensional, or ``path`` has another extension.
+        Nothing is written then.
     TypeError
         ``history`` is neither a mapping nor has a ``history`` mapping.
     """
+    fmt = plot_format(path)
     records = history if isinstance(history, Mapping) else getattr(history, "history", None)
     if not isinstance(records, Mapping):
         raise TypeError(
@@ -82,4 +109,4 @@ def plot_history(history, path):
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("Training history")
-    fig.savefig(path, format="png", dpi=100)
+    fig.savefig(path, format=fmt, dpi=100)

@@ -21,6 +21,9 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 DTYPES = (np.float32, np.float64)
+# The comparisons against real PyTorch skip with this reason where torch is absent: the
+# README's light test command (pip install -e ".[dev]") does not install it.
+TORCH_MISSING = 'compares against real PyTorch: pip install -e ".[dev,torch]" to run it'
 ACTIVATION_NAMES = tuple(ACTIVATIONS)  # identity, relu, leaky_relu, sigmoid, tanh
 BACKENDS = ("numba", "numpy")
 

@@ -6,7 +6,9 @@ plateau and early-stopping rules are fed scripted metric sequences whose
 outcome was worked out by hand.
 """
 
+import inspect
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,6 +17,8 @@ import pytest
 import fastnn
 from fastnn.callbacks import (Callback, CosineAnnealingLR, EarlyStopping, ExponentialLR,
                               LambdaCallback, ReduceLROnPlateau, StepLR)
+
+from conftest import TORCH_MISSING
 
 BASE_LR = 0.2
 EPOCHS = 12
@@ -127,7 +131,7 @@ def test_schedule_continues_across_fits_and_from_state_dict(name):
 
 
 def test_schedules_agree_with_torch_lr_scheduler():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     pairs = [
         (StepLR(step_size=3, gamma=0.5),
          lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5)),
@@ -223,7 +227,7 @@ def test_plateau_state_dict_round_trip():
 
 
 def test_plateau_agrees_with_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     rng = np.random.default_rng(0)
     values = list(np.round(np.cumsum(rng.normal(-0.01, 0.05, 40)) + 2, 3))
     kwargs = dict(factor=0.5, patience=2, cooldown=1, min_lr=0.01)
@@ -373,6 +377,40 @@ def test_missing_monitor_key_names_the_available_keys(cls):
 def test_invalid_arguments_raise_value_error(build):
     with pytest.raises(ValueError):
         build()
+
+
+# Every hyperparameter of every callback, found by introspection (a new one without a check
+# fails here), with the required arguments filled in.
+REQUIRED = {StepLR: dict(step_size=2), ExponentialLR: dict(gamma=0.5),
+            CosineAnnealingLR: dict(T_max=4)}
+CHOICES = {"monitor", "mode", "threshold_mode"}   # strings, tested above
+NOT_NUMBERS = ["0.5", True, False, None, [1], np.array([1.0])]
+NOT_FLAGS = ["no", "False", 0, 1, None]
+
+
+def _hyperparameters():
+    for cls in (StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau, EarlyStopping):
+        for name, param in inspect.signature(cls).parameters.items():
+            if name not in CHOICES:
+                default = REQUIRED.get(cls, {}).get(name, param.default)
+                yield pytest.param(cls, name, default, id=f"{cls.__name__}-{name}")
+
+
+@pytest.mark.parametrize("cls, name, default", list(_hyperparameters()))
+def test_every_hyperparameter_refuses_wrong_types(cls, name, default):
+    bad_values = NOT_FLAGS if isinstance(default, bool) else NOT_NUMBERS
+    for bad in bad_values:
+        with pytest.raises(ValueError, match=rf"^{name} must be .*got {re.escape(repr(bad))}"):
+            cls(**{**REQUIRED.get(cls, {}), name: bad})
+
+
+def test_callback_ints_are_fine_for_floats():
+    plateau = ReduceLROnPlateau(factor=np.float32(0.5), min_delta=0, min_lr=0, eps=0,
+                                patience=np.int64(2))
+    assert (plateau.factor, plateau.min_delta, plateau.patience) == (0.5, 0.0, 2)
+    assert type(plateau.patience) is int and type(plateau.min_lr) is float
+    assert ExponentialLR(gamma=1).gamma == 1.0 and CosineAnnealingLR(3, eta_min=0).eta_min == 0.0
+    assert EarlyStopping(restore_best_weights=np.bool_(False)).restore_best_weights is False
 
 
 def test_schedule_without_optimizer_is_a_clear_error():

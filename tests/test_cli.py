@@ -183,6 +183,44 @@ def test_info_shows_dropout_layers(tmp_path, capsys):
     assert "layer 1: Dropout(0.2)" in out and "optimizer:    not saved" in out
 
 
+def test_info_shows_a_checkpoint(tmp_path, capsys):
+    X, y = _test_split()
+    net = fastnn.Network([fastnn.Dense(64, 8, "relu"), fastnn.Dropout(0.1), fastnn.Dense(8, 10)],
+                         seed=4)
+    path = tmp_path / "run.npz"
+    history = net.fit(X[:100], y[:100], epochs=3, batch_size=16, verbose=0,
+                      optimizer=fastnn.SGD(0.05, momentum=0.9), checkpoint=path,
+                      callbacks=[fastnn.callbacks.StepLR(2, gamma=0.5),
+                                 fastnn.EarlyStopping(monitor="loss", patience=5)])
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = dict(re.findall(r"^(\w[\w ]*): +(.*)$", out, re.MULTILINE))
+    assert rows["file"] == str(path)
+    assert rows["format"].startswith("fastnn-checkpoint 1, a training checkpoint")
+    assert rows["architecture"] == "64 -> 8 relu -> dropout 0.1 -> 10 softmax"
+    assert rows["parameters"] == "610" and rows["seed"] == "4"   # 64*8+8 + 8*10+10
+    assert rows["epoch"] == "3 finished (batch size 16, 100 training samples)"
+    assert rows["optimizer"] == ("sgd(lr=0.025, momentum=0.9, nesterov=False, weight_decay=0.0, "
+                                 "dampening=0.0), after 21 steps")   # 3 x ceil(100/16); StepLR
+    assert rows["history"] == f"3 epochs, last loss {history.history['loss'][-1]:.4g}"
+    assert rows["callbacks"] == "state of StepLR saved"   # EarlyStopping keeps none
+    assert "  layer 1: Dropout(0.1)" in out
+
+
+def test_info_on_a_corrupted_checkpoint_says_so(tmp_path, capsys):
+    X, y = _test_split()
+    net = fastnn.Network([fastnn.Dense(64, 10)])
+    path = tmp_path / "run.npz"
+    net.fit(X[:50], y[:50], epochs=1, verbose=0, checkpoint=path)
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    arrays["params"] = arrays["params"] + 1
+    np.savez(path, **arrays)
+    assert cli.main(["info", str(path)]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert str(path) in line and "checksum mismatch (corrupted checkpoint)" in line
+
+
 def test_predict_npy_prints_one_label_per_line(trained, tmp_path, capsys):
     model, _ = trained
     X_test, _ = _test_split()
@@ -232,12 +270,22 @@ def test_predict_writes_round_trippable_floats_for_regression(tmp_path, capsys):
     (["predict", "{model}", "--input", "{tmp}/wide.npy"], "65 features but the network "
                                                            "expects 64"),
     (["predict", "{model}", "--input", "{tmp}/ragged.csv"], "line 3 has 2 values"),
+    (["predict", "{model}", "--input", "{tmp}/pick.npy"], "pick.npy: holds an object array "
+                                                          "(pickled Python objects)"),
+    (["predict", "{model}", "--input", "{tmp}/text.npy"], "text.npy: not an .npy file"),
+    (["predict", "{model}", "--input", "{tmp}/cut.npy"], "cut.npy: not a valid .npy file"),
+    (["predict", "{model}", "--input", "{tmp}/words.npy"], "words.npy: holds a <U1 array"),
 ])
 def test_runtime_errors_exit_1_with_one_line(trained, tmp_path, capsys, argv, where):
     (tmp_path / "bad.npz").write_text("not a model")
     (tmp_path / "x.txt").write_text("1 2 3")
     (tmp_path / "ragged.csv").write_text("a,b,c\n1,2,3\n4,5\n")
     np.save(tmp_path / "wide.npy", np.zeros((2, 65)))
+    np.save(tmp_path / "pick.npy", np.array([{"a": 1}, 2], dtype=object), allow_pickle=True)
+    (tmp_path / "text.npy").write_text("1,2,3")
+    np.save(tmp_path / "cut.npy", np.zeros((10, 64)))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "cut.npy").read_bytes()[:300])
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
     argv = [a.format(tmp=tmp_path, model=trained[0]) for a in argv]
     assert cli.main(argv) == 1
     line = _error_line(capsys.readouterr().err)
@@ -299,3 +347,61 @@ def test_help_and_version_exit_0(capsys):
     for command in ("train", "evaluate", "predict", "info"):
         assert cli.main([command, "--help"]) == 0
         capsys.readouterr()
+
+
+# ---- rough edges a new user hit -------------------------------------------------------
+
+
+def test_train_rejects_single_class_labels_naming_the_file(tmp_path, capsys):
+    """Raw digits pixels without a label column: the first pixel (always 0) became the label."""
+    X, _ = load_digits(scale=False)
+    path = tmp_path / "raw.csv"
+    np.savetxt(path, X[:5].astype(int), fmt="%d", delimiter=",")
+    assert cli.main(["train", "--data", f"csv:{path}", "--epochs", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "classes" not in captured.out and "test accuracy" not in captured.out
+    line = _error_line(captured.err)
+    assert f"csv:{path}" in line
+    assert "all 4 training samples have label 0, so there is only 1 class" in line
+    assert "needs at least 2" in line and "label column" in line
+
+
+def test_train_plot_honours_pdf_and_refuses_jpg_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert cli.main(["train", "--layers", "4", "--epochs", "1", "--quiet",
+                     "--plot", str(tmp_path / "curves.pdf")]) == 0
+    assert (tmp_path / "curves.pdf").read_bytes()[:5] == b"%PDF-"
+    capsys.readouterr()
+    assert cli.main(["train", "--epochs", "1", "--plot", str(tmp_path / "curves.jpg")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""      # refused before loading data or training
+    line = _error_line(captured.err)
+    assert "curves.jpg" in line and "use .png, .pdf, .svg" in line
+
+
+def test_train_lines_say_one_epoch_one_sample_and_no_negative_zero(tmp_path, capsys):
+    table = np.column_stack([np.arange(5) % 2, np.arange(5)])
+    path = tmp_path / "tiny.csv"
+    np.savetxt(path, table, fmt="%d", delimiter=",")
+    assert cli.main(["train", "--data", f"csv:{path}", "--layers", "2", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(4 train, 1 test sample; 1 feature, 2 classes)" in out
+    assert "batch size 32, 1 epoch\n" in out
+    assert re.search(r"^trained 1 epoch in ", out, re.MULTILINE)
+    assert re.search(r"\(1 sample\)$", out, re.MULTILINE)
+    assert "epochs" not in out and "samples)" not in out
+
+
+@pytest.mark.parametrize("loss, shown", [(-0.0, "0.0000"), (-1e-9, "0.0000"),
+                                         (-4e-5, "0.0000"), (-6e-5, "-0.0001"),
+                                         (0.12344, "0.1234")])
+def test_metrics_line_never_prints_negative_zero(loss, shown):
+    assert cli._metrics_line({"loss": loss, "accuracy": 1.0}, 2) == \
+        f"test loss {shown} - test accuracy 1.0000 (2 samples)"
+
+
+def test_plural_words():
+    assert [cli._plural(n, "class") for n in (0, 1, 2)] == ["0 classes", "1 class", "2 classes"]
+    assert [cli._plural(n, "epoch") for n in (1, 10)] == ["1 epoch", "10 epochs"]
+    assert cli._plural(1, "test sample") == "1 test sample"
+    assert cli._plural(360, "test sample") == "360 test samples"

@@ -289,9 +289,19 @@ def test_load_mnist_missing_files_message(tmp_path):
         load_mnist(tmp_path)
     message = str(info.value)
     assert str(tmp_path) in message and "download=True" in message and "put the files there" in message
-    for name in MNIST_FILES:
-        assert name in message
-    assert message.index(MNIST_FILES[3]) < message.index("Expected")  # the missing one is named first
+    assert message.count(MNIST_FILES[3]) == 1 and "the other 3 are there" in message
+    for name in MNIST_FILES[:3]:
+        assert name not in message
+
+
+def test_load_mnist_all_missing_names_each_file_once(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(tmp_path)
+    message = str(info.value)
+    assert message == (f"MNIST files missing from {tmp_path}: {', '.join(MNIST_FILES)} (each "
+                       "plain or with .gz). Pass download=True to fetch them, or put the files "
+                       "there.")
+    assert all(message.count(name) == 1 for name in MNIST_FILES)
 
 
 def test_load_mnist_default_folder_from_environment(tmp_path, monkeypatch):

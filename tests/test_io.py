@@ -3,6 +3,7 @@
 import io as _bytes_io
 import json
 import os
+import tempfile
 import zipfile
 
 import numpy as np
@@ -193,6 +194,42 @@ def test_saved_file_has_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("where", ["missing", "file", "directory"])
+def test_unwritable_destination_names_the_folder_not_a_temporary_file(tmp_path, where):
+    (tmp_path / "plain").write_text("a file, not a folder")
+    (tmp_path / "m.npz").mkdir()
+    target = {"missing": tmp_path / "no" / "such" / "model.npz",
+              "file": tmp_path / "plain" / "model.npz", "directory": tmp_path / "m.npz"}[where]
+    error = {"directory": IsADirectoryError}.get(where, FileNotFoundError)
+    message = {"missing": f"cannot write {target}: directory {target.parent} does not exist",
+               "file": f"cannot write {target}: directory {target.parent} is not a directory",
+               "directory": f"cannot write {target}: it is a directory"}[where]
+    with pytest.raises(error) as raised:
+        save(_trained()[0], target)
+    assert str(raised.value) == message
+    assert ".tmp" not in str(raised.value)
+    assert sorted(os.listdir(tmp_path)) == ["m.npz", "plain"]
+
+
+def test_a_folder_without_write_permission_is_named(tmp_path, monkeypatch):
+    def refused(dir, prefix, suffix):       # what mkstemp raises there (root never sees it)
+        raise PermissionError(13, "Permission denied", os.path.join(dir, prefix + "x" + suffix))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as raised:
+        save(_trained()[0], tmp_path / "m.npz")
+    assert str(raised.value) == (f"cannot write {tmp_path / 'm.npz'}: no permission to create "
+                                 f"files in {tmp_path}")
+
+
+def test_checkpoint_to_a_missing_folder_names_the_folder(tmp_path):
+    net, X, y = _trained()
+    target = tmp_path / "runs" / "ck.npz"
+    with pytest.raises(FileNotFoundError,
+                       match=f"^cannot write {target}: directory {target.parent} does not exist$"):
+        net.fit(X, y, epochs=1, verbose=0, checkpoint=target)
 
 
 # ---- bad files ------------------------------------------------------------------

@@ -5,6 +5,7 @@ gradients. The gradients span many magnitudes (1e-7 .. 10) so that ``eps``
 and the bias corrections matter.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -14,6 +15,8 @@ import fastnn
 from fastnn import SGD, Adam, AdamW, RMSprop, reference
 from fastnn.datasets import load_digits, train_test_split
 from fastnn.kernels.optimizers import optimizer_update
+
+from conftest import TORCH_MISSING
 
 N_PARAMS = 9
 N_STEPS = 5
@@ -197,7 +200,7 @@ def torch_optimizer(torch, opt, params):
 
 @pytest.mark.parametrize("case", CASES)
 def test_kernel_matches_torch_optim(case):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
     w0, grads = scripted()
     opt = CASES[case]()
     w_kernel = run_kernel(opt, w0, grads)
@@ -330,3 +333,57 @@ def test_adam_beats_sgd_on_digits_in_fewer_epochs():
     assert reached[0] + 1 <= epochs // 2, curves
     # ... and ends clearly ahead.
     assert curves["adam"][-1] > sgd_final + 0.05, curves
+
+
+# ---- hyperparameter types --------------------------------------------------------------
+#
+# Every constructor argument of every optimizer, found by introspection, so a new
+# hyperparameter without a check fails here. A string must never be parsed
+# (Adam(lr="0.1") trained with lr 0.1) and a bool is not a number.
+
+OPTIMIZER_CLASSES = (SGD, Adam, AdamW, RMSprop)
+NOT_NUMBERS = ["0.1", True, None, [0.1], np.array([0.1]), 1 + 0j]
+NOT_FLAGS = ["yes", "False", 1, 0, None]
+NOT_PAIRS = ["ab", None, 0.9, (0.9,), (0.9, 0.99, 0.999), (0.9, "0.999"), (True, 0.9),
+             (0.9, None)]
+
+
+def _hyperparameters():
+    for cls in OPTIMIZER_CLASSES:
+        for name, param in inspect.signature(cls).parameters.items():
+            yield cls, name, param.default
+
+
+@pytest.mark.parametrize("cls, name, default",
+                         [pytest.param(*case, id=f"{case[0].__name__}-{case[1]}")
+                          for case in _hyperparameters()])
+def test_every_hyperparameter_refuses_wrong_types(cls, name, default):
+    if isinstance(default, bool):
+        bad_values, wanted = NOT_FLAGS, "True or False"
+    elif isinstance(default, tuple):
+        bad_values, wanted = NOT_PAIRS, None
+    else:
+        bad_values, wanted = NOT_NUMBERS, "number"
+    for bad in bad_values:
+        with pytest.raises(ValueError, match=rf"^{name}(\[\d\])? must be") as error:
+            cls(**{name: bad})
+        if wanted is not None:   # says what is wanted and what it got
+            assert wanted in str(error.value) and repr(bad) in str(error.value)
+
+
+def test_ints_and_numpy_scalars_are_fine_for_floats():
+    sgd = SGD(lr=1, momentum=0, weight_decay=np.float32(0.5), dampening=np.int64(0))
+    assert sgd.get_config() == dict(lr=1.0, momentum=0.0, nesterov=False, weight_decay=0.5,
+                                    dampening=0.0)
+    assert all(type(v) is float for k, v in sgd.get_config().items() if k != "nesterov")
+    adam = Adam(lr=1, betas=np.array([0, 0.5]), eps=1, weight_decay=0)
+    assert adam.get_config() == dict(lr=1.0, betas=[0.0, 0.5], eps=1.0, weight_decay=0.0)
+    assert type(adam.betas[0]) is float
+    assert SGD(momentum=0.9, nesterov=np.bool_(True)).nesterov is True
+    assert RMSprop(lr=2, alpha=0, eps=3, weight_decay=1, momentum=0).get_config() == \
+        dict(lr=2.0, alpha=0.0, eps=3.0, weight_decay=1.0, momentum=0.0)
+
+
+def test_a_huge_integer_is_refused_not_overflowed():
+    with pytest.raises(ValueError, match="lr must be a finite"):
+        Adam(lr=10 ** 400)

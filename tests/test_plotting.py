@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("matplotlib")
 from matplotlib.image import imread  # noqa: E402
 
-from fastnn.plotting import plot_history  # noqa: E402
+from fastnn.plotting import plot_format, plot_history  # noqa: E402
 
 HISTORY = {
     "loss": [1.2, 0.8, 0.55, 0.4, 0.33],
@@ -72,3 +72,21 @@ def test_missing_matplotlib_message(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(ImportError, match=r"pip install fastnn-numba\[plot\]"):
         plot_history(HISTORY, tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("name, magic", [("curves.pdf", b"%PDF-"), ("curves.SVG", b"<?xml"),
+                                         ("curves.Png", b"\x89PNG\r\n\x1a\n")])
+def test_the_extension_chooses_the_format(tmp_path, name, magic):
+    plot_history(HISTORY, tmp_path / name)
+    data = (tmp_path / name).read_bytes()
+    assert data.startswith(magic)
+    if name.endswith("SVG"):
+        assert b"<svg" in data
+
+
+@pytest.mark.parametrize("name", ["curves.jpg", "curves", "curves.png.txt"])
+def test_other_extensions_are_refused_and_nothing_is_written(tmp_path, name):
+    with pytest.raises(ValueError, match=r"unsupported extension .*use \.png, \.pdf, \.svg"):
+        plot_history(HISTORY, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    assert plot_format(tmp_path / "x.PDF") == "pdf"
