@@ -3,8 +3,8 @@
 Drop-in replacements for :mod:`sklearn.neural_network`'s estimators of the same
 names (solvers ``"sgd"`` and ``"adam"``): the same parameters with the same
 defaults and meaning, the same fitted attributes, the same stopping rule and
-the same random stream, so that with ``dtype="float64"`` and ``alpha=0`` a
-fit follows scikit-learn's to rounding. Each epoch is one call of
+the same random stream, so that for float64 ``X`` and ``alpha=0`` a fit
+follows scikit-learn's to rounding. Each epoch is one call of
 :meth:`fastnn.Network.fit`; the network keeps the optimizer and its state
 between calls.
 
@@ -31,10 +31,12 @@ Differences from scikit-learn
 * ``learning_rate="invscaling"``/``"adaptive"`` (sgd) change the learning
   rate between epochs as scikit-learn does (fastnn's momentum buffer is
   rescaled so that past steps keep their size, as in scikit-learn).
-* ``dtype`` (default ``"float32"``) sets the precision of training, of
-  ``coefs_`` and of ``predict_proba``, whatever the dtype of ``X``
-  (scikit-learn follows ``X``); ``MLPRegressor.predict`` returns float64.
-  ``threads`` caps the BLAS threads.
+* Two extra parameters. ``dtype=None`` (the default) follows ``X`` as
+  scikit-learn does: float32 ``X`` trains in float32, anything else in
+  float64, and ``coefs_``, ``intercepts_`` and the outputs have that dtype.
+  ``dtype="float32"`` trains in float32 whatever ``X`` (float32 arithmetic,
+  half the memory); outputs then come in the wider of the network's dtype
+  and ``X``'s, as ``X @ coefs_`` would. ``threads`` caps the BLAS threads.
 * Momentum must be below 1 (scikit-learn accepts 1).
 * Initialization is scikit-learn's (Glorot uniform for weights and biases,
   drawn from ``random_state`` in the same order), not fastnn's He/Glorot.
@@ -169,7 +171,8 @@ PARAMETER_RULES = {
     "beta_2": _interval(0, 1, "left"),
     "epsilon": _interval(0, None, "neither"),
     "n_iter_no_change": _any_of(_integer(1), ((lambda v: v == np.inf), "np.inf")),
-    "dtype": ((lambda value: _dtype_name(value) in DTYPES), "'float32' or 'float64'"),
+    "dtype": ((lambda value: value is None or _dtype_name(value) in DTYPES),
+              "None, 'float32' or 'float64'"),
     "threads": _threads(),
 }
 
@@ -189,7 +192,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 dtype="float32", threads=None):
+                 dtype=None, threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -231,18 +234,19 @@ class _BaseMLP(BaseEstimator):
         sizes = self.hidden_layer_sizes
         return [int(sizes)] if isinstance(sizes, numbers.Integral) else [int(s) for s in sizes]
 
-    def _np_dtype(self):
-        return DTYPES[_dtype_name(self.dtype)]
+    def _input_dtype(self):
+        """What ``validate_data`` converts ``X`` to: ``dtype``, else float32 or float64 as X."""
+        return (np.float64, np.float32) if self.dtype is None else DTYPES[_dtype_name(self.dtype)]
 
     # ---- the network ----------------------------------------------------------
 
-    def _build_network(self, layer_units):
+    def _build_network(self, layer_units, dtype):
         act = ACTIVATIONS[self.activation]
         layers = [Dense(n_in, n_out, act)
                   for n_in, n_out in zip(layer_units[:-2], layer_units[1:-1])]
         layers.append(Dense(layer_units[-2], layer_units[-1], "identity"))
         return Network(layers, loss=OUTPUT_LOSSES[self.out_activation_],
-                       dtype=self._np_dtype(), seed=0, threads=self.threads)
+                       dtype=dtype, seed=0, threads=self.threads)
 
     def _bind_coefs(self):
         """Point ``coefs_``/``intercepts_`` at the network's layer arrays (views)."""
@@ -258,14 +262,14 @@ class _BaseMLP(BaseEstimator):
             self._bind_coefs()
         return net
 
-    def _initialize(self, Y, layer_units):
+    def _initialize(self, Y, layer_units, dtype):
         """First fit: attributes, network and scikit-learn's initialization."""
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._out_activation()
-        self._net = self._build_network(layer_units)
+        self._net = self._build_network(layer_units, dtype)
         # scikit-learn's Glorot-uniform draws, in its order, from its random state.
         factor = 2.0 if self.activation == "logistic" else 6.0
         coefs, intercepts = [], []
@@ -312,12 +316,13 @@ class _BaseMLP(BaseEstimator):
         layer_units = [X.shape[1], *self._hidden_layer_sizes(), Y.shape[1]]
         self._random_state = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(Y, layer_units)
+            self._initialize(Y, layer_units, X.dtype)
         else:
             fitted = [l.n_in for l in self._net.layers] + [self._net.n_outputs]
             if fitted != layer_units:
                 raise ValueError(f"warm_start/partial_fit needs the fitted layer sizes "
                                  f"{fitted}; got {layer_units}")
+        X = _network_input(X, self._net.dtype)
         self._fit_stochastic(X, Y, y_true, incremental)
         if not np.isfinite(self._net.get_params()).all():
             raise ValueError("Solver produced non-finite parameter weights. The input data "
@@ -476,10 +481,16 @@ class _BaseMLP(BaseEstimator):
     # ---- prediction ---------------------------------------------------------------
 
     def _forward(self, X, check_input=True):
-        """Output-layer values after the output activation, shape (n_samples, n_outputs)."""
+        """Output-layer values after the output activation, shape (n_samples, n_outputs).
+
+        Computed in the network's dtype; returned in the wider of it and X's
+        (scikit-learn's ``X @ coefs_`` promotes the same way).
+        """
         if check_input:
-            X = _writeable(validate_data(self, X, reset=False, dtype=self._np_dtype()))
-        return self._network().predict_proba(X)
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        net = self._network()
+        out = net.predict_proba(_network_input(X, net.dtype))
+        return out.astype(np.result_type(X.dtype, net.dtype), copy=False)
 
     def _score_with(self, X, y, score_function):
         y_pred = self._predict(X, check_input=False)
@@ -554,8 +565,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     beta_1, beta_2, epsilon : float
         Adam's.
     n_iter_no_change : int or np.inf, default 10
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of training and of the fitted arrays.
+    dtype : {None, "float32", "float64"}, default None
+        Precision of training and of the fitted arrays; None follows ``X``
+        (float32 for float32 ``X``, else float64), as scikit-learn does.
     threads : int or None, default None
         BLAS threads while fitting and predicting; None keeps the default.
 
@@ -592,7 +604,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return 1.0
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=self._np_dtype(),
+        X, y = validate_data(self, X, y, multi_output=True, dtype=self._input_dtype(),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -612,12 +624,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
         Y = self._label_binarizer.transform(y)
-        return _writeable(X), Y, y
+        return X, Y, y
 
     def _targets(self, Y):
         if Y.shape[1] > 1 and self._label_binarizer.y_type_ == "multiclass":
             return Y.argmax(axis=1).astype(np.int64)
-        return Y.astype(self._np_dtype())
+        return Y.astype(self._net.dtype)
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``(X, y)``, continuing from the current state.
@@ -740,14 +752,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=self._np_dtype(), reset=reset)
+                             dtype=self._input_dtype(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        return _writeable(X), Y, y
+        return X, Y, y
 
     def _targets(self, Y):
-        return np.ascontiguousarray(Y, dtype=self._np_dtype())
+        return np.ascontiguousarray(Y, dtype=self._net.dtype)
 
     def partial_fit(self, X, y):
         """One epoch over ``(X, y)``, continuing from the current state.
@@ -772,14 +784,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
         Returns
         -------
-        ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
-            float64 whatever ``dtype`` (scikit-learn's regressor contract).
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            In the wider of the network's dtype and ``X``'s.
         """
         check_is_fitted(self)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
-        y_pred = self._forward(X, check_input=check_input).astype(np.float64)
+        y_pred = self._forward(X, check_input=check_input)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     def _score(self, X, y):
@@ -806,6 +818,10 @@ def _dtype_name(dtype):
         return None
 
 
-def _writeable(X):
-    """``X``, copied if read-only (numba compiles read-only arrays separately)."""
+def _network_input(X, dtype):
+    """``X`` as a writeable C-contiguous array of the network's ``dtype``.
+
+    Read-only arrays are copied: numba compiles them separately.
+    """
+    X = np.ascontiguousarray(X, dtype=dtype)
     return X if X.flags.writeable else X.copy()

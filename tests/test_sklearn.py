@@ -298,6 +298,29 @@ def test_regressor_output_shapes(digits, kind):
     assert reg.score(X, y) > 0.8
 
 
+@pytest.mark.parametrize("Ours, Theirs", [(MLPClassifier, SkMLPClassifier),
+                                         (MLPRegressor, SkMLPRegressor)], ids=["clf", "reg"])
+@pytest.mark.parametrize("x_dtype, dtype, expected", [
+    (np.float64, None, np.float64), (np.float32, None, np.float32), (np.int64, None, np.float64),
+    (np.float64, "float32", np.float32), (np.float32, "float64", np.float64)])
+def test_dtype_follows_X_unless_given(digits, Ours, Theirs, x_dtype, dtype, expected):
+    """By default coefs_ and outputs keep float32 X's dtype, else float64, as scikit-learn."""
+    X, y = _small(digits, 100)
+    X = (X * 16).astype(x_dtype)
+    params = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    ours = Ours(dtype=dtype, **params).fit(X, y)
+    assert all(a.dtype == expected for a in ours.coefs_ + ours.intercepts_)
+    # Outputs in the wider of the network's dtype and X's (as X @ coefs_ would be).
+    wider = np.result_type(expected, np.float32 if x_dtype == np.float32 else np.float64)
+    out = ours.predict(X) if Ours is MLPRegressor else ours.predict_proba(X)
+    assert out.dtype == wider
+    if dtype is None:
+        theirs = Theirs(**params).fit(X, y)
+        assert theirs.coefs_[0].dtype == expected
+        their_out = theirs.predict(X) if Ours is MLPRegressor else theirs.predict_proba(X)
+        assert their_out.dtype == out.dtype
+
+
 def test_assigned_coefs_are_used(digits):
     X, y = _small(digits, 100)
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
@@ -352,12 +375,18 @@ def test_partial_fit_needs_classes_first(digits):
         MLPRegressor(early_stopping=True).partial_fit(X, y.astype(float))
 
 
-def test_divergence_is_a_value_error(digits):
+@pytest.mark.parametrize("dtype, scale", [("float32", 1e3), (None, 1e50)])
+def test_divergence_is_scikit_learns_value_error(digits, dtype, scale):
     X, y = _small(digits, 50)
-    reg = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.5,
-                       max_iter=50, random_state=0)
-    with pytest.raises(ValueError, match="non-finite"):
-        reg.fit(X * 1e3, y * 1e6)
+    params = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.5, max_iter=50,
+                  random_state=0)
+    message = "Solver produced non-finite parameter weights"
+    with pytest.raises(ValueError, match=message):
+        MLPRegressor(dtype=dtype, **params).fit(X * scale, y * scale ** 2)
+    if dtype is None:                     # float64, like scikit-learn: it diverges too
+        with pytest.raises(ValueError, match=message), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            SkMLPRegressor(**params).fit(X * scale, y * scale ** 2)
 
 
 def test_importing_fastnn_does_not_import_sklearn():
