@@ -90,6 +90,41 @@ def _make_adam(est, weight_decay):
 
 
 SOLVERS = {"sgd": _make_sgd, "adam": _make_adam}
+NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
+             "values and need to be preprocessed.")
+
+
+class _OptimizerView:
+    """The estimator's ``_optimizer``: the fastnn optimizer, seen as scikit-learn's.
+
+    ``learning_rate`` is what scikit-learn's SGDOptimizer/AdamOptimizer hold
+    there: the sgd rate, or Adam's bias-corrected ``lr sqrt(1 - beta_2^t) /
+    (1 - beta_1^t)`` after ``t`` steps.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    @property
+    def learning_rate(self):
+        opt = self.optimizer
+        t = 0 if opt.state is None else opt.state["t"]
+        if isinstance(opt, Adam) and t > 0:
+            beta_1, beta_2 = opt.betas
+            return opt.lr * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        return opt.lr
+
+    def set_lr(self, lr):
+        """Change the sgd learning rate as scikit-learn does.
+
+        scikit-learn's velocity holds past steps (``lr`` times gradients);
+        fastnn's momentum buffer holds gradients and is scaled by the current
+        ``lr``. Rescaling the buffer by ``old / new`` keeps the past steps.
+        """
+        opt = self.optimizer
+        if opt.momentum > 0 and opt.state is not None:
+            opt.state["s1"] *= opt.lr / lr
+        opt.lr = lr
 
 
 # ---- parameter validation ----------------------------------------------------
@@ -292,6 +327,31 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
+    def _adopt_coefs(self, dtype):
+        """A network for ``coefs_``/``intercepts_`` set by hand, never fitted.
+
+        scikit-learn's ``partial_fit`` (and a warm start) trains from such
+        arrays; attributes a first fit sets and the user did not are set as
+        that fit would.
+        """
+        layer_units = [self.coefs_[0].shape[0]] + [np.shape(W)[1] for W in self.coefs_]
+        if not hasattr(self, "out_activation_"):
+            self.out_activation_ = self._out_activation()
+        self.n_outputs_ = layer_units[-1]
+        self.n_layers_ = len(layer_units)
+        self._net = self._build_network(layer_units, dtype)
+        self._net.set_params(_pack(self.coefs_, self.intercepts_))
+        self._bind_coefs()
+        self._best_params = self._net.get_params()
+        self._optimizer = None
+        for name, value in (("n_iter_", 0), ("t_", 0), ("loss_curve_", []),
+                            ("_no_improvement_count", 0),
+                            ("validation_scores_", [] if self.early_stopping else None),
+                            ("best_validation_score_", -np.inf if self.early_stopping else None),
+                            ("best_loss_", None if self.early_stopping else np.inf)):
+            if not hasattr(self, name):
+                setattr(self, name, value)
+
     # ---- fitting -------------------------------------------------------------------
 
     def fit(self, X, y):
@@ -318,6 +378,8 @@ class _BaseMLP(BaseEstimator):
         if first_pass:
             self._initialize(Y, layer_units, X.dtype)
         else:
+            if not hasattr(self, "_net"):
+                self._adopt_coefs(X.dtype)
             fitted = [l.n_in for l in self._net.layers] + [self._net.n_outputs]
             if fitted != layer_units:
                 raise ValueError(f"warm_start/partial_fit needs the fitted layer sizes "
@@ -325,8 +387,7 @@ class _BaseMLP(BaseEstimator):
         X = _network_input(X, self._net.dtype)
         self._fit_stochastic(X, Y, y_true, incremental)
         if not np.isfinite(self._net.get_params()).all():
-            raise ValueError("Solver produced non-finite parameter weights. The input data "
-                             "may contain large values and need to be preprocessed.")
+            raise ValueError(NONFINITE)
         return self
 
     def _fit_stochastic(self, X, Y, y_true, incremental):
@@ -336,8 +397,10 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         targets = self._targets(Y)
         if self.early_stopping:
-            # scikit-learn stratifies only single-output classification.
-            stratify = Y if (self._is_classifier and self.n_outputs_ == 1) else None
+            # scikit-learn stratifies only single-output classification, on its
+            # bool-encoded labels (its errors name them: ['True']).
+            stratify = Y.astype(bool) if (self._is_classifier and self.n_outputs_ == 1) \
+                else None
             train, val = train_test_split(np.arange(X.shape[0]), random_state=self._random_state,
                                           test_size=self.validation_fraction,
                                           stratify=stratify)
@@ -360,8 +423,9 @@ class _BaseMLP(BaseEstimator):
 
         weight_decay = self.alpha / batch_size
         if not incremental or self._optimizer is None:
-            self._optimizer = SOLVERS[self.solver](self, weight_decay)
-        self._optimizer.weight_decay = weight_decay
+            self._optimizer = _OptimizerView(SOLVERS[self.solver](self, weight_decay))
+        optimizer = self._optimizer.optimizer
+        optimizer.weight_decay = weight_decay
         n_batches = -(-n_samples // batch_size)
 
         sample_idx = np.arange(n_samples)
@@ -370,39 +434,50 @@ class _BaseMLP(BaseEstimator):
         X_epoch, y_epoch = (np.empty_like(X_train), np.empty_like(y_train)) if self.shuffle \
             else (X_train, y_train)
         squares_start = self._squared_weights() if self.alpha else 0.0
+        diverged = False
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 if self.shuffle:
                     # scikit-learn's own shuffle call, so the sample order matches its.
                     sample_idx = _shuffle(sample_idx, random_state=self._random_state)
-                    np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
-                    np.take(y_train, sample_idx, axis=0, out=y_epoch, mode="clip")
-                try:
-                    history = net.fit(X_epoch, y_epoch, epochs=1, batch_size=batch_size,
-                                      optimizer=self._optimizer, verbose=0, shuffle=False)
-                except FloatingPointError as exc:
-                    raise ValueError("Solver produced non-finite parameter weights. The "
-                                     "input data may contain large values and need to be "
-                                     "preprocessed.") from exc
+                    if not diverged:
+                        np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
+                        np.take(y_train, sample_idx, axis=0, out=y_epoch, mode="clip")
+                if not diverged:
+                    try:
+                        history = net.fit(X_epoch, y_epoch, epochs=1, batch_size=batch_size,
+                                          optimizer=optimizer, verbose=0, shuffle=False)
+                    except FloatingPointError as exc:
+                        if not self.early_stopping:
+                            raise ValueError(NONFINITE) from exc
+                        # scikit-learn trains on with non-finite weights until
+                        # max_iter (NaN scores never count as "no improvement")
+                        # and then restores the best ones: so do we, without
+                        # the pointless arithmetic.
+                        diverged = True
                 self.n_iter_ += 1
-                penalty = 0.0
-                if self.alpha:
-                    # scikit-learn adds each batch's alpha/2 ||W||^2 / n_batch at the
-                    # weights of that batch; the trapezoid of the epoch's two ends.
-                    squares_end = self._squared_weights()
-                    penalty = (0.25 * self.alpha * (squares_start + squares_end) * n_batches
-                               / n_samples)
-                    squares_start = squares_end
-                self.loss_ = history.history["loss"][0] / self._loss_scale() + penalty
+                if diverged:
+                    self.loss_ = np.nan
+                else:
+                    penalty = 0.0
+                    if self.alpha:
+                        # scikit-learn adds each batch's alpha/2 ||W||^2 / n_batch at the
+                        # weights of that batch; the trapezoid of the epoch's two ends.
+                        squares_end = self._squared_weights()
+                        penalty = (0.25 * self.alpha * (squares_start + squares_end)
+                                   * n_batches / n_samples)
+                        squares_start = squares_end
+                    self.loss_ = history.history["loss"][0] / self._loss_scale() + penalty
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
-                self._update_no_improvement_count(X_val, y_val)
+                self._update_no_improvement_count(X_val, y_val, diverged)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._set_lr(float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
+                    self._optimizer.set_lr(float(self.learning_rate_init)
+                                           / (self.t_ + 1) ** self.power_t)
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     if self.early_stopping:
@@ -436,30 +511,18 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(msg + " Stopping.")
             return True
-        if self._optimizer.lr <= 1e-6:
+        if self._optimizer.learning_rate <= 1e-6:
             if self.verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        self._set_lr(self._optimizer.lr / 5.0)
+        self._optimizer.set_lr(self._optimizer.learning_rate / 5.0)
         if self.verbose:
-            print(msg + " Setting learning rate to %f" % self._optimizer.lr)
+            print(msg + " Setting learning rate to %f" % self._optimizer.learning_rate)
         return False
 
-    def _set_lr(self, lr):
-        """Change the sgd learning rate as scikit-learn does.
-
-        scikit-learn's velocity holds past steps (``lr`` times gradients);
-        fastnn's momentum buffer holds gradients and is scaled by the current
-        ``lr``. Rescaling the buffer by ``old / new`` keeps the past steps.
-        """
-        opt = self._optimizer
-        if opt.momentum > 0 and opt.state is not None:
-            opt.state["s1"] *= opt.lr / lr
-        opt.lr = lr
-
-    def _update_no_improvement_count(self, X_val, y_val):
+    def _update_no_improvement_count(self, X_val, y_val, diverged=False):
         if self.early_stopping:
-            score = self._score(X_val, y_val)
+            score = np.nan if diverged else self._score(X_val, y_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -493,7 +556,10 @@ class _BaseMLP(BaseEstimator):
         return out.astype(np.result_type(X.dtype, net.dtype), copy=False)
 
     def _score_with(self, X, y, score_function):
-        y_pred = self._predict(X, check_input=False)
+        try:
+            y_pred = self._predict(X, check_input=False)
+        except FloatingPointError:      # the forward pass overflowed
+            return np.nan
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
         return score_function(y, y_pred)
@@ -807,7 +873,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 def _pack(coefs, intercepts):
     """fastnn's flat parameter layout: per layer W (row-major), then b."""
-    return np.concatenate([a.ravel() for W, b in zip(coefs, intercepts) for a in (W, b)])
+    return np.concatenate([np.ravel(a) for W, b in zip(coefs, intercepts) for a in (W, b)])
 
 
 def _dtype_name(dtype):

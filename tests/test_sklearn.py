@@ -389,6 +389,86 @@ def test_divergence_is_scikit_learns_value_error(digits, dtype, scale):
             SkMLPRegressor(**params).fit(X * scale, y * scale ** 2)
 
 
+def test_diverging_with_early_stopping_behaves_as_sklearn():
+    """No error: NaN validation scores from the divergence on, the best weights restored."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=20, activation="identity", solver="sgd", alpha=0.0,
+                  learning_rate_init=1.0, max_iter=12, early_stopping=True,
+                  n_iter_no_change=10, random_state=0)
+    fits = []
+    for Estimator in (MLPRegressor, SkMLPRegressor):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fits.append(Estimator(**params).fit(X, y))
+    ours, theirs = fits
+    assert ours.n_iter_ == theirs.n_iter_ == 12
+    scores, their_scores = np.array(ours.validation_scores_), np.array(theirs.validation_scores_)
+    np.testing.assert_array_equal(np.isnan(scores), np.isnan(their_scores))
+    assert np.isnan(scores).sum() >= 5 and isinstance(ours.validation_scores_[-1], float)
+    finite = ~np.isnan(scores)
+    np.testing.assert_allclose(scores[finite], their_scores[finite], rtol=1e-6)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_, rel=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **EXACT)
+
+
+@pytest.mark.parametrize("options", [dict(solver="sgd"),
+                                     dict(solver="sgd", learning_rate="invscaling"),
+                                     dict(solver="sgd", learning_rate="adaptive", tol=0.5),
+                                     dict(solver="adam")], ids=repr)
+def test_optimizer_learning_rate_is_sklearns(digits, options):
+    """``_optimizer.learning_rate`` holds what scikit-learn's optimizers hold there."""
+    X, y = _small(digits, 100)
+    params = dict(hidden_layer_sizes=(8,), max_iter=30, random_state=0, warm_start=True,
+                  **options)
+    ours, theirs = MLPClassifier(**params), SkMLPClassifier(**params)
+    for _ in range(2):
+        ours.fit(X, y)
+        theirs.fit(X, y)
+        assert ours._optimizer.learning_rate == pytest.approx(
+            theirs._optimizer.learning_rate, rel=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+def test_partial_fit_from_coefs_set_by_hand_is_sklearns():
+    """coefs_/intercepts_ assigned before any fit are trained from (scikit-learn's test_fit)."""
+    X = np.array([[0.6, 0.8, 0.7], [0.1, 0.5, 0.3]])
+    y = np.array([0, 1])
+    coefs = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]]), np.array([[0.1], [0.2]])]
+    intercepts = [np.array([0.1, 0.1]), np.array([1.0])]
+    fits = []
+    for Estimator in (MLPClassifier, SkMLPClassifier):
+        mlp = Estimator(solver="sgd", learning_rate_init=0.1, alpha=0.0, activation="logistic",
+                        random_state=1, max_iter=1, hidden_layer_sizes=2, momentum=0)
+        mlp.coefs_ = [c.copy() for c in coefs]
+        mlp.intercepts_ = [b.copy() for b in intercepts]
+        mlp.n_outputs_, mlp.n_layers_, mlp.n_features_in_ = 1, 3, 3
+        mlp.out_activation_ = "logistic"
+        mlp.n_iter_, mlp.t_, mlp.best_loss_, mlp.loss_curve_ = 0, 0, np.inf, []
+        mlp._no_improvement_count = 0
+        for _ in range(3):
+            mlp.partial_fit(X, y, classes=[0, 1])
+        fits.append(mlp)
+    ours, theirs = fits
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **EXACT)
+    assert not np.allclose(ours.coefs_[0], coefs[0])            # it did train
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), **EXACT)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, **EXACT)
+
+
+def test_stratified_split_error_names_labels_as_sklearn():
+    X, y = [[1, 2], [2, 3], [3, 4], [4, 5]], [0, 0, 0, 1]
+    messages = []
+    for Estimator in (MLPClassifier, SkMLPClassifier):
+        with pytest.raises(ValueError) as error:
+            Estimator(early_stopping=True).fit(X, y)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "['True']" in messages[0]
+
+
 def test_importing_fastnn_does_not_import_sklearn():
     code = "import sys, fastnn; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
