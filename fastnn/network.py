@@ -399,16 +399,25 @@ class Network:
         """
         X = self._check_X(X)
         labels, targets, code = self._check_y(y, X.shape[0])
+        if dropout_step is not None:
+            dropout_step = _check_int("dropout_step", dropout_step, minimum=0)
+        loss, grad = self._loss_and_flat_gradient(X, labels, targets, code, dropout_step)
+        return loss, list(zip(*reference.layer_views(grad, self._spec.sizes)))
+
+    def _loss_and_flat_gradient(self, X, labels, targets, code, dropout_step=None):
+        """:meth:`loss_and_gradients` of checked arrays (from ``_check_X``/``_check_y``).
+
+        Returns the loss and the gradient as one flat vector laid out like
+        :meth:`get_params` (for full-batch optimizers such as L-BFGS).
+        """
         theta = self._sync_params()
         spec = self._spec
         if dropout_step is None:
             spec = spec._replace(rates=np.zeros(0))
-        else:
-            dropout_step = _check_int("dropout_step", dropout_step, minimum=0)
         with blas_threads(self.threads):
             loss, grad = self.backend.loss_and_gradients(spec, theta, X, labels, targets, code,
                                                          dropout_step or 0)
-        return float(loss), list(zip(*reference.layer_views(grad, spec.sizes)))
+        return float(loss), grad
 
     # ---- training --------------------------------------------------------
 

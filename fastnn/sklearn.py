@@ -1,12 +1,16 @@
 """scikit-learn estimators trained by fastnn: ``MLPClassifier`` and ``MLPRegressor``.
 
 Drop-in replacements for :mod:`sklearn.neural_network`'s estimators of the same
-names (solvers ``"sgd"`` and ``"adam"``): the same parameters with the same
-defaults and meaning, the same fitted attributes, the same stopping rule and
-the same random stream, so that for float64 ``X`` and ``alpha=0`` a fit
-follows scikit-learn's to rounding. Each epoch is one call of
+names: the same parameters with the same defaults and meaning, the same
+fitted attributes, the same stopping rule and the same random stream, so that
+for float64 ``X`` and ``alpha=0`` an sgd fit follows scikit-learn's to
+rounding. With ``"sgd"`` and ``"adam"`` each epoch is one call of
 :meth:`fastnn.Network.fit`; the network keeps the optimizer and its state
-between calls.
+between calls. ``"lbfgs"`` runs SciPy's L-BFGS-B exactly as scikit-learn
+calls it (options, ``max_fun``, ``n_iter_``, ``loss_``, the
+ConvergenceWarning) over fastnn's full-batch loss and gradient plus
+scikit-learn's L2 term; after 30 iterations its ``coefs_`` match
+scikit-learn's to 1e-8 relative or better (the tests ask 1e-6).
 
 This module imports scikit-learn; ``import fastnn`` does not import it::
 
@@ -15,8 +19,8 @@ This module imports scikit-learn; ``import fastnn`` does not import it::
 
 Differences from scikit-learn
 -----------------------------
-* ``solver="lbfgs"``, ``sample_weight``, sparse ``X``, ``max_fun`` and the
-  regressor's ``loss="poisson"`` are not supported.
+* ``sample_weight``, sparse ``X`` and the regressor's ``loss="poisson"`` are
+  not supported.
 * L2 penalty. scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's
   loss, so each weight gradient gains ``alpha W / n_batch``; biases are not
   penalized. fastnn's optimizers take one ``weight_decay`` for every
@@ -38,6 +42,13 @@ Differences from scikit-learn
   half the memory); outputs then come in the wider of the network's dtype
   and ``X``'s, as ``X @ coefs_`` would. ``threads`` caps the BLAS threads.
 * Momentum must be below 1 (scikit-learn accepts 1).
+* ``partial_fit`` is unavailable (``hasattr`` is False) with
+  ``solver="lbfgs"`` in both estimators; scikit-learn's regressor keeps it
+  (its ``available_if`` check is never called) and runs a whole L-BFGS fit.
+* lbfgs on float32 ``X`` keeps float32 ``coefs_`` (scikit-learn hands back
+  float64 ones). Log-losses are computed from the logits, not from
+  probabilities clipped to ``[eps, 1 - eps]``: they differ only where a
+  probability is within 1e-16 of 0 or 1.
 * Initialization is scikit-learn's (Glorot uniform for weights and biases,
   drawn from ``random_state`` in the same order), not fastnn's He/Glorot.
 """
@@ -47,6 +58,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.optimize
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -54,18 +66,27 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils import shuffle as _shuffle
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted
 
 from .layers import Dense
 from .network import Network
 from .optimizers import SGD, Adam
+from .reference import layer_views
 
 try:
     from sklearn.utils.validation import validate_data
 except ImportError:  # scikit-learn < 1.6
     def validate_data(estimator, X="no_validation", y="no_validation", reset=True, **kwargs):
         return estimator._validate_data(X, y, reset=reset, **kwargs)
+
+try:
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+except ImportError:  # scikit-learn < 1.6: its scipy still takes iprint
+    def _get_additional_lbfgs_options_dict(key, value):
+        return {key: value}
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -90,6 +111,7 @@ def _make_adam(est, weight_decay):
 
 
 SOLVERS = {"sgd": _make_sgd, "adam": _make_adam}
+STOCHASTIC_SOLVERS = tuple(SOLVERS)
 NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
              "values and need to be preprocessed.")
 
@@ -187,7 +209,7 @@ def _threads():
 PARAMETER_RULES = {
     "hidden_layer_sizes": _hidden_sizes(),
     "activation": _options(*ACTIVATIONS),
-    "solver": _options(*SOLVERS),
+    "solver": _options("lbfgs", *SOLVERS),
     "alpha": _interval(0, None, "left"),
     "batch_size": _any_of(_options("auto"), _integer(1)),
     "learning_rate": _options(*LEARNING_RATES),
@@ -206,6 +228,7 @@ PARAMETER_RULES = {
     "beta_2": _interval(0, 1, "left"),
     "epsilon": _interval(0, None, "neither"),
     "n_iter_no_change": _any_of(_integer(1), ((lambda v: v == np.inf), "np.inf")),
+    "max_fun": _integer(1),
     "dtype": ((lambda value: value is None or _dtype_name(value) in DTYPES),
               "None, 'float32' or 'float64'"),
     "threads": _threads(),
@@ -226,7 +249,7 @@ class _BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -250,6 +273,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
         self.threads = threads
 
@@ -259,11 +283,8 @@ class _BaseMLP(BaseEstimator):
         for name, (check, wanted) in PARAMETER_RULES.items():
             value = getattr(self, name)
             if not check(value):
-                hint = ""
-                if name == "solver":
-                    hint = " (fastnn has no 'lbfgs'; use scikit-learn's MLP for it)"
                 raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be "
-                                 f"{wanted}{hint}; got {value!r}.")
+                                 f"{wanted}; got {value!r}.")
 
     def _hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -316,16 +337,16 @@ class _BaseMLP(BaseEstimator):
         self._bind_coefs()
         self._best_params = self._net.get_params()
         self._optimizer = None
-        self.loss_curve_ = []
-        self._no_improvement_count = 0
-        if self.early_stopping:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
-        else:
-            self.best_loss_ = np.inf
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+        if self.solver in STOCHASTIC_SOLVERS:       # scikit-learn sets these for them only
+            for name, value in self._stochastic_defaults().items():
+                setattr(self, name, value)
+
+    def _stochastic_defaults(self):
+        """The attributes a first sgd/adam fit starts with."""
+        return {"loss_curve_": [], "_no_improvement_count": 0,
+                "best_loss_": None if self.early_stopping else np.inf,
+                "validation_scores_": [] if self.early_stopping else None,
+                "best_validation_score_": -np.inf if self.early_stopping else None}
 
     def _adopt_coefs(self, dtype):
         """A network for ``coefs_``/``intercepts_`` set by hand, never fitted.
@@ -344,13 +365,9 @@ class _BaseMLP(BaseEstimator):
         self._bind_coefs()
         self._best_params = self._net.get_params()
         self._optimizer = None
-        for name, value in (("n_iter_", 0), ("t_", 0), ("loss_curve_", []),
-                            ("_no_improvement_count", 0),
-                            ("validation_scores_", [] if self.early_stopping else None),
-                            ("best_validation_score_", -np.inf if self.early_stopping else None),
-                            ("best_loss_", None if self.early_stopping else np.inf)):
+        for name in ("n_iter_", "t_"):
             if not hasattr(self, name):
-                setattr(self, name, value)
+                setattr(self, name, 0)
 
     # ---- fitting -------------------------------------------------------------------
 
@@ -385,14 +402,113 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"warm_start/partial_fit needs the fitted layer sizes "
                                  f"{fitted}; got {layer_units}")
         X = _network_input(X, self._net.dtype)
-        self._fit_stochastic(X, Y, y_true, incremental)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, Y)
+        else:
+            self._fit_stochastic(X, Y, y_true, incremental)
         if not np.isfinite(self._net.get_params()).all():
             raise ValueError(NONFINITE)
         return self
 
+    # ---- L-BFGS ---------------------------------------------------------------------
+
+    def _lbfgs_objective(self, X, Y):
+        """scikit-learn's L-BFGS objective over fastnn's flat parameter vector.
+
+        Returns ``f(theta) -> (loss, gradient)`` (float64) for ``theta`` laid
+        out like ``Network.get_params()``: fastnn's full-batch loss and
+        gradient plus scikit-learn's L2 term ``alpha/2 ||W||^2 / n`` (gradient
+        ``alpha W / n``, weights only). As in scikit-learn the squared-error
+        value is averaged over the outputs while its gradient is that of their
+        sum (``_loss_scale``). ``f`` leaves ``theta`` in the network.
+        """
+        net = self._network()
+        net.threads = self.threads
+        X = net._check_X(X)
+        labels, targets, code = net._check_y(self._targets(Y), X.shape[0])
+        n = X.shape[0]
+        is_weight = np.zeros(net.n_params, bool)
+        for W in layer_views(is_weight, net._spec.sizes)[0]:
+            W[...] = True
+        alpha, scale = float(self.alpha), self._loss_scale()
+
+        def loss_and_gradient(theta):
+            net.set_params(theta)
+            loss, grad = net._loss_and_flat_gradient(X, labels, targets, code)
+            grad = grad.astype(np.float64)
+            W = theta[is_weight]
+            grad[is_weight] += alpha / n * W
+            return loss / scale + 0.5 * alpha * float(W @ W) / n, grad
+
+        return loss_and_gradient
+
+    def _fit_lbfgs(self, X, Y):
+        """SciPy's L-BFGS-B with scikit-learn's options, over fastnn's loss and gradient."""
+        objective = self._lbfgs_objective(X, Y)
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        result = scipy.optimize.minimize(
+            objective, self._net.get_params().astype(np.float64), method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                     **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = result.fun
+        self._net.set_params(result.x)
+
+    def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight=None, activations=None,
+                         deltas=None, coef_grads=None, intercept_grads=None):
+        """The L-BFGS loss and gradient in scikit-learn's own layout (its private API).
+
+        Parameters
+        ----------
+        packed_coef_inter : ndarray of shape (n_params,)
+            Every ``coefs_`` raveled, then every ``intercepts_`` (scikit-learn's
+            packing); loaded into the model, as scikit-learn does.
+        X : array-like of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples, n_outputs)
+            Targets as scikit-learn's fit holds them (the LabelBinarizer's
+            indicator matrix for a classifier).
+        sample_weight : None
+        activations, deltas : ignored
+            scikit-learn's work buffers.
+        coef_grads, intercept_grads : list, optional
+            Filled with the per-layer gradients, as scikit-learn does.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_params,), packed like ``packed_coef_inter``
+        """
+        check_is_fitted(self)
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported by fastnn.sklearn yet")
+        net = self._network()
+        order = _sklearn_order(net)
+        theta = np.empty(net.n_params)
+        theta[order] = packed_coef_inter
+        Y = np.asarray(y)
+        Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
+        X = _network_input(np.asarray(X), net.dtype)
+        loss, grad = self._lbfgs_objective(X, Y)(theta)
+        Ws, bs = layer_views(grad, net._spec.sizes)
+        for buffer, arrays in ((coef_grads, Ws), (intercept_grads, bs)):
+            if buffer is not None:
+                buffer[:] = [a.copy() for a in arrays]
+        return loss, grad[order]
+
+    def _check_solver(self):
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 "%s is not stochastic." % self.solver)
+        return True
+
+    # ---- sgd and adam ---------------------------------------------------------------
+
     def _fit_stochastic(self, X, Y, y_true, incremental):
         net = self._network()
         net.threads = self.threads
+        for name, value in self._stochastic_defaults().items():
+            if not hasattr(self, name):     # coefs_ set by hand, or a warm start after lbfgs
+                setattr(self, name, value)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         targets = self._targets(Y)
@@ -592,9 +708,8 @@ class _BaseMLP(BaseEstimator):
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by fastnn.
 
-    scikit-learn's :class:`sklearn.neural_network.MLPClassifier` with the
-    ``"sgd"`` and ``"adam"`` solvers; see the module docstring for the few
-    differences. Multiclass ``y`` trains a softmax output with cross-entropy,
+    scikit-learn's :class:`sklearn.neural_network.MLPClassifier`; see the
+    module docstring for the few differences. Multiclass ``y`` trains a softmax output with cross-entropy,
     binary ``y`` one logistic output, and a 2-D 0/1 ``y`` (multi-label) one
     logistic output per label with binary cross-entropy.
 
@@ -604,7 +719,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Width of each hidden layer.
     activation : {"identity", "logistic", "tanh", "relu"}, default "relu"
         Hidden activation.
-    solver : {"adam", "sgd"}, default "adam"
+    solver : {"adam", "sgd", "lbfgs"}, default "adam"
+        "lbfgs" is SciPy's L-BFGS-B over the whole data set (``max_iter``
+        iterations, ``max_fun`` loss evaluations, gradient tolerance ``tol``).
     alpha : float, default 0.0001
         L2 penalty ``alpha/2 ||W||^2 / n_batch`` per batch (weight decay
         ``alpha / batch_size``).
@@ -631,6 +748,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     beta_1, beta_2, epsilon : float
         Adam's.
     n_iter_no_change : int or np.inf, default 10
+    max_fun : int, default 15000
+        lbfgs: at most this many loss and gradient evaluations.
     dtype : {None, "float32", "float64"}, default None
         Precision of training and of the fitted arrays; None follows ``X``
         (float32 for float32 ``X``, else float64), as scikit-learn does.
@@ -644,15 +763,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Views of the network's weights.
     intercepts_ : list of ndarray of shape (n_out,)
     loss_ : float
-        Loss (with the L2 penalty) of the last epoch.
+        Loss (with the L2 penalty) of the last epoch, or of the lbfgs solution.
     loss_curve_ : list of float
+        sgd/adam only, like ``best_loss_`` and the validation attributes.
     best_loss_ : float or None
     validation_scores_ : list of float or None
         Validation accuracy per epoch with ``early_stopping``.
     best_validation_score_ : float or None
     n_iter_ : int
+        Epochs, or L-BFGS iterations.
     t_ : int
-        Training samples seen.
+        Training samples seen (sgd/adam; 0 for lbfgs).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when ``X`` had string column names.
@@ -697,6 +818,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return Y.argmax(axis=1).astype(np.int64)
         return Y.astype(self._net.dtype)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``(X, y)``, continuing from the current state.
 
@@ -788,8 +910,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastnn.
 
     scikit-learn's :class:`sklearn.neural_network.MLPRegressor` (squared
-    error, identity output) with the ``"sgd"`` and ``"adam"`` solvers; see the
-    module docstring for the few differences. ``y`` may be 1-D or 2-D.
+    error, identity output); see the module docstring for the few
+    differences. ``y`` may be 1-D or 2-D.
 
     Parameters
     ----------
@@ -827,6 +949,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _targets(self, Y):
         return np.ascontiguousarray(Y, dtype=self._net.dtype)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y):
         """One epoch over ``(X, y)``, continuing from the current state.
 
@@ -870,6 +993,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 
 # ---- helpers -----------------------------------------------------------------
+
+def _sklearn_order(net):
+    """Index into fastnn's flat parameters of each entry of scikit-learn's packing.
+
+    scikit-learn packs every ``coefs_`` (row-major), then every ``intercepts_``;
+    fastnn interleaves W and b per layer.
+    """
+    Ws, bs = layer_views(np.arange(net.n_params), net._spec.sizes)
+    return np.concatenate([W.ravel() for W in Ws] + bs)
+
 
 def _pack(coefs, intercepts):
     """fastnn's flat parameter layout: per layer W (row-major), then b."""

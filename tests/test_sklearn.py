@@ -88,8 +88,9 @@ def _expected_failed_checks(estimator):
 
 
 @parametrize_with_checks(
-    [MLPClassifier(hidden_layer_sizes=(32,), max_iter=100, random_state=0),
-     MLPRegressor(hidden_layer_sizes=(32,), max_iter=100, random_state=0)],
+    [Estimator(hidden_layer_sizes=(32,), max_iter=100, random_state=0, **options)
+     for options in ({}, {"dtype": "float32"}, {"solver": "lbfgs"})
+     for Estimator in (MLPClassifier, MLPRegressor)],
     expected_failed_checks=_expected_failed_checks, xfail_strict=False)
 def test_estimator_checks(estimator, check):
     check(estimator)
@@ -216,6 +217,125 @@ def test_l2_penalty_matches_sklearn_up_to_bias_decay(digits):
     error = np.abs(weights(ours) - weights(theirs)).max()
     effect = np.abs(weights(theirs) - weights(unpenalized)).max()
     assert error < 0.2 * effect
+
+
+# ---- L-BFGS --------------------------------------------------------------------------
+
+def _relative_error(ours, theirs):
+    """Worst ``max|a - b| / max|b|`` over coefs_ and intercepts_."""
+    return max(np.abs(a - b).max() / np.abs(b).max()
+               for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_))
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+@pytest.mark.parametrize("kind", ["multiclass", "binary strings", "multilabel",
+                                  "regression 1-D", "regression 2-D"])
+def test_lbfgs_matches_sklearn(digits, kind, activation):
+    """30 L-BFGS iterations over fastnn's loss and gradient land where scikit-learn's do."""
+    X, y = _small(digits)
+    y = _targets(kind, y, X)
+    Ours, Theirs = (MLPRegressor, SkMLPRegressor) if kind.startswith("regression") else \
+        (MLPClassifier, SkMLPClassifier)
+    params = dict(hidden_layer_sizes=(16, 8), solver="lbfgs", alpha=1e-3, max_iter=30,
+                  activation=activation, random_state=1)
+    with warnings.catch_warnings(record=True) as ours_warned:
+        warnings.simplefilter("always")
+        ours = Ours(**params).fit(X, y)
+    with warnings.catch_warnings(record=True) as theirs_warned:
+        warnings.simplefilter("always")
+        theirs = Theirs(**params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 30
+    assert _relative_error(ours, theirs) <= 1e-6
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+    # scikit-learn keeps no loss curve (nor the other sgd/adam attributes) for lbfgs.
+    for name in ("loss_curve_", "best_loss_", "validation_scores_"):
+        assert hasattr(ours, name) == hasattr(theirs, name) == False  # noqa: E712
+    assert [str(w.message) for w in ours_warned] == [str(w.message) for w in theirs_warned]
+    assert ours.t_ == theirs.t_ == 0
+    if Ours is MLPRegressor:
+        expected = theirs.predict(X)
+        np.testing.assert_allclose(ours.predict(X), expected, rtol=1e-6,
+                                   atol=1e-6 * np.abs(expected).max())
+    else:
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("max_fun", [5, 20])
+def test_lbfgs_max_fun_stops_as_sklearn(digits, max_fun):
+    X, y = _small(digits)
+    params = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100, max_fun=max_fun,
+                  random_state=0)
+    fits = []
+    for Estimator in (MLPClassifier, SkMLPClassifier):
+        with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+            fits.append(Estimator(**params).fit(X, y))
+    ours, theirs = fits
+    assert ours.n_iter_ == theirs.n_iter_ < 100
+    assert _relative_error(ours, theirs) <= 1e-6
+
+
+def test_lbfgs_warm_start_continues_as_sklearn(digits):
+    X, y = _small(digits)
+    params = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=10, warm_start=True,
+                  random_state=0)
+    ours, theirs = MLPClassifier(**params), SkMLPClassifier(**params)
+    for _ in range(2):
+        ours.fit(X, y)
+        theirs.fit(X, y)
+        assert ours.n_iter_ == theirs.n_iter_ == 10
+    assert _relative_error(ours, theirs) <= 1e-6
+
+
+def test_lbfgs_keeps_float32(digits):
+    """float32 X trains a float32 network (scikit-learn's lbfgs hands back float64 coefs_)."""
+    X, y = _small(digits, 300)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=60,
+                        random_state=0).fit(X.astype(np.float32), y)
+    assert all(a.dtype == np.float32 for a in clf.coefs_ + clf.intercepts_)
+    assert clf.score(X.astype(np.float32), y) > 0.98
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_partial_fit_unavailable_for_lbfgs(Estimator):
+    assert not hasattr(Estimator(solver="lbfgs"), "partial_fit")
+    assert hasattr(Estimator(solver="sgd"), "partial_fit")
+    assert hasattr(Estimator(), "partial_fit")
+    with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as error:
+        Estimator(solver="lbfgs").partial_fit  # noqa: B018
+    assert "only available for stochastic optimizers" in str(error.value.__cause__)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary strings", "regression 2-D"])
+def test_loss_grad_lbfgs_is_sklearns(digits, kind):
+    """The private _loss_grad_lbfgs: same value and gradient, in scikit-learn's packing."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    X, y = _small(digits, 40)
+    y = _targets(kind, y, X)
+    regression = kind.startswith("regression")
+    Ours, Theirs = (MLPRegressor, SkMLPRegressor) if regression else \
+        (MLPClassifier, SkMLPClassifier)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", alpha=0.1, max_iter=3,
+                  activation="tanh", random_state=0)
+    ours, theirs = Ours(**params).fit(X, y), Theirs(**params).fit(X, y)
+    Y = y if regression else LabelBinarizer().fit_transform(y)
+    packed = np.random.default_rng(0).uniform(
+        -0.3, 0.3, sum(W.size + b.size for W, b in zip(theirs.coefs_, theirs.intercepts_)))
+    n_layers = theirs.n_layers_ - 1
+    buffers = dict(activations=[X] + [None] * n_layers, deltas=[None] * n_layers,
+                   coef_grads=[None] * n_layers, intercept_grads=[None] * n_layers)
+    their_loss, their_grad = theirs._loss_grad_lbfgs(packed, X, Y, None, **buffers)
+    coef_grads, intercept_grads = [None] * n_layers, [None] * n_layers
+    loss, grad = ours._loss_grad_lbfgs(packed, X, Y, None, None, None, coef_grads,
+                                       intercept_grads)
+    assert loss == pytest.approx(their_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, their_grad, rtol=1e-10, atol=1e-14)
+    for a, b in zip(coef_grads + intercept_grads,
+                    buffers["coef_grads"] + buffers["intercept_grads"]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    # Like scikit-learn, the call leaves the packed parameters in the model.
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_adam_close_to_sklearn(digits):
@@ -346,7 +466,8 @@ def test_convergence_warning_only_at_max_iter(digits):
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(solver="lbfgs"), "lbfgs"),
+    (dict(solver="newton"), "solver"),
+    (dict(max_fun=0), "max_fun"),
     (dict(activation="softmax"), "activation"),
     (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes"),
     (dict(alpha=-1.0), "alpha"),
