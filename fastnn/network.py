@@ -61,11 +61,13 @@ class Network:
         Consecutive Dense layers (each ``n_in`` equal to the previous
         ``n_out``), optionally with a Dropout after any hidden Dense layer
         and a Rescaling (``x * scale + offset``) first.
-    loss : {"cross_entropy", "binary_cross_entropy", "mse"}
+    loss : {"cross_entropy", "binary_cross_entropy", "mse", "poisson"}
         The loss owns the output activation: cross-entropy fuses softmax and
         binary cross-entropy fuses sigmoid, so their last layer must be
-        ``identity`` (logits) or name that same activation. With ``mse`` the
-        last layer's own activation is applied.
+        ``identity`` (logits) or name that same activation; ``poisson`` (half
+        Poisson deviance, log link) fuses exp, its last layer is ``identity``
+        and emits log-means. With ``mse`` the last layer's own activation is
+        applied.
     dtype : {"float32", "float64"}
     seed : int
         Seeds the initialization (He for relu/leaky_relu, Glorot otherwise,
@@ -298,6 +300,10 @@ class Network:
         _check_finite(targets, arr, "y")
         if self.loss.classification and ((targets < 0) | (targets > 1)).any():
             raise ValueError(f"{self.loss.name} targets must lie in [0, 1]")
+        if self.loss.name == "poisson" and (targets < 0).any():
+            bad = np.argwhere(targets < 0)[0]
+            raise ValueError(f"poisson targets must be >= 0; found {targets[tuple(bad)]:.6g} at "
+                             f"index ({', '.join(map(str, bad))})")
         code = _kl.CE_TARGETS if self.loss.name == "cross_entropy" else self.loss.kernel_code
         return empty_labels, targets, code
 
@@ -321,7 +327,7 @@ class Network:
         return out
 
     def predict_proba(self, X):
-        """Class probabilities (cross-entropy, binary cross-entropy) or outputs (mse).
+        """Class probabilities (cross-entropy, binary cross-entropy), means (Poisson) or outputs.
 
         Parameters
         ----------
@@ -336,10 +342,12 @@ class Network:
             return reference.softmax(out)
         if self.loss.output_activation == "sigmoid":
             return reference.sigmoid(out)
+        if self.loss.output_activation == "exp":
+            return np.exp(out)
         return out
 
     def predict(self, X):
-        """Class labels (cross-entropy), 0/1 label matrix (binary CE), or outputs (mse).
+        """Class labels (cross-entropy), 0/1 label matrix (binary CE), means (Poisson), or outputs.
 
         Parameters
         ----------
@@ -355,6 +363,8 @@ class Network:
             return out.argmax(axis=1)
         if self.loss.output_activation == "sigmoid":
             return (out > 0).astype(np.int64)
+        if self.loss.output_activation == "exp":
+            return np.exp(out)
         return out
 
     def evaluate(self, X, y):
@@ -433,7 +443,8 @@ class Network:
             Integer labels of shape (n_samples,) or one-hot targets of shape
             (n_samples, n_outputs) for cross-entropy; 0/1 targets of shape
             (n_samples, n_outputs) for binary cross-entropy; targets of shape
-            (n_samples, n_outputs) (or (n_samples,) for one output) for mse.
+            (n_samples, n_outputs) (or (n_samples,) for one output) for mse,
+            the same but ``>= 0`` for poisson.
         epochs : int
         batch_size : int
             The last batch of an epoch may be smaller; it counts as a step.

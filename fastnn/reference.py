@@ -97,6 +97,20 @@ def mean_squared_error(h, t, activation):
     return loss, (h - t) / n * DERIVATIVE[activation](h)
 
 
+def poisson_deviance(u, t):
+    """Half Poisson deviance of the log-means ``u``: ``(loss, (exp(U) - T) / n)``.
+
+    ``(1/n) sum [exp(u) - t u + t log t - t]``, summed as ``t (expm1(d) - d)``
+    with ``d = u - log t`` (``exp(u)`` where ``t = 0``), as the kernel does.
+    """
+    n = u.shape[0]
+    mu = np.exp(u)
+    positive = t > 0
+    d = u - np.log(np.where(positive, t, 1))
+    per_entry = np.where(positive, t * (np.expm1(d) - d), mu)
+    return per_entry.sum() / n, (mu - t) / n
+
+
 def loss_and_delta(loss, out, y, activation):
     """Dispatch on the loss name; ``y`` is integer labels or float targets."""
     if loss == "cross_entropy":
@@ -105,6 +119,8 @@ def loss_and_delta(loss, out, y, activation):
         return cross_entropy_targets(out, y)
     if loss == "binary_cross_entropy":
         return binary_cross_entropy(out, y)
+    if loss == "poisson":
+        return poisson_deviance(out, y)
     return mean_squared_error(out, y, activation)
 
 
