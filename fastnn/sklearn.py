@@ -19,8 +19,7 @@ This module imports scikit-learn; ``import fastnn`` does not import it::
 
 Differences from scikit-learn
 -----------------------------
-* ``sample_weight``, sparse ``X`` and the regressor's ``loss="poisson"`` are
-  not supported.
+* ``sample_weight`` and sparse ``X`` are not supported.
 * L2 penalty. scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's
   loss, so each weight gradient gains ``alpha W / n_batch``; biases are not
   penalized. fastnn's optimizers take one ``weight_decay`` for every
@@ -94,7 +93,7 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 # scikit-learn's out_activation_ -> the fastnn loss that applies it.
 OUTPUT_LOSSES = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
-                 "identity": "mse"}
+                 "identity": "mse", "exp": "poisson"}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 
@@ -279,8 +278,10 @@ class _BaseMLP(BaseEstimator):
 
     # ---- checks -------------------------------------------------------------
 
+    _parameter_rules = PARAMETER_RULES
+
     def _check_params(self):
-        for name, (check, wanted) in PARAMETER_RULES.items():
+        for name, (check, wanted) in self._parameter_rules.items():
             value = getattr(self, name)
             if not check(value):
                 raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be "
@@ -709,9 +710,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by fastnn.
 
     scikit-learn's :class:`sklearn.neural_network.MLPClassifier`; see the
-    module docstring for the few differences. Multiclass ``y`` trains a softmax output with cross-entropy,
-    binary ``y`` one logistic output, and a 2-D 0/1 ``y`` (multi-label) one
-    logistic output per label with binary cross-entropy.
+    module docstring for the few differences. Multiclass ``y`` trains a
+    softmax output with cross-entropy, binary ``y`` one logistic output, and a
+    2-D 0/1 ``y`` (multi-label) one logistic output per label with binary
+    cross-entropy.
 
     Parameters
     ----------
@@ -909,40 +911,70 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastnn.
 
-    scikit-learn's :class:`sklearn.neural_network.MLPRegressor` (squared
-    error, identity output); see the module docstring for the few
-    differences. ``y`` may be 1-D or 2-D.
+    scikit-learn's :class:`sklearn.neural_network.MLPRegressor`: squared
+    error with an identity output, or the half Poisson deviance with a log
+    link (``exp`` output); see the module docstring for the few differences.
+    ``y`` may be 1-D or 2-D.
 
     Parameters
     ----------
-    Those of :class:`MLPClassifier`.
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        Half squared error, or half Poisson deviance of the means
+        ``exp(output)`` (``y >= 0``). First, as in scikit-learn's signature.
+    hidden_layer_sizes, activation, ...
+        Those of :class:`MLPClassifier`.
 
     Attributes
     ----------
     coefs_, intercepts_, loss_, loss_curve_, best_loss_, n_iter_, t_,
     n_features_in_, feature_names_in_, n_layers_, n_outputs_
-        As for :class:`MLPClassifier`; ``loss_`` is half the mean squared
-        error (averaged over outputs, as scikit-learn reports it) plus the
-        L2 penalty.
+        As for :class:`MLPClassifier`; ``loss_`` is, plus the L2 penalty,
+        half the mean squared error averaged over the outputs, or the half
+        Poisson deviance ``mean(y log(y / mu) - y + mu)`` summed over them (as
+        scikit-learn reports each).
     validation_scores_, best_validation_score_ : R^2 on the validation set.
-    out_activation_ : "identity"
+    out_activation_ : {"identity", "exp"}
     """
 
     _is_classifier = False
+    _parameter_rules = {**PARAMETER_RULES, "loss": _options("squared_error", "poisson")}
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, threads=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype, threads=threads)
+        self.loss = loss
 
     def _out_activation(self):
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _loss_scale(self):
-        # fastnn's mse sums over outputs; scikit-learn's loss value averages them
-        # (its gradient, like fastnn's, is that of the sum).
-        return float(self.n_outputs_)
+        # fastnn's losses sum over outputs; scikit-learn's squared-error value
+        # averages them (its gradient, like fastnn's, is that of the sum). Its
+        # Poisson value sums them.
+        return 1.0 if self.loss == "poisson" else float(self.n_outputs_)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=self._input_dtype(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and (y < 0).any():
+            raise ValueError(f"loss='poisson' needs y >= 0 (counts or rates); y has "
+                             f"{int((y < 0).sum())} negative value(s), the smallest "
+                             f"{y.min():.6g}")
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, Y, y
 

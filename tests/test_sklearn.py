@@ -338,6 +338,66 @@ def test_loss_grad_lbfgs_is_sklearns(digits, kind):
         np.testing.assert_array_equal(a, b)
 
 
+# ---- Poisson loss ----------------------------------------------------------------------
+
+def _counts(X, n_outputs):
+    """Poisson counts whose log-means are linear in X."""
+    rng = np.random.default_rng(3)
+    log_mean = X @ rng.uniform(-0.05, 0.1, (X.shape[1], n_outputs)) - 1.0
+    y = rng.poisson(np.exp(log_mean)).astype(np.float64)
+    return y[:, 0] if n_outputs == 1 else y
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_poisson_matches_sklearn(digits, solver, n_outputs):
+    X, _ = _small(digits)
+    y = _counts(X, n_outputs)
+    params = dict(loss="poisson", hidden_layer_sizes=(8,), activation="tanh", solver=solver,
+                  random_state=0)
+    if solver == "lbfgs":
+        params.update(alpha=1e-3, max_iter=30)
+    else:
+        params.update(alpha=0.0, learning_rate_init=0.01, batch_size=40, max_iter=5)
+    ours, theirs = MLPRegressor(**params).fit(X, y), SkMLPRegressor(**params).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_ == params["max_iter"]
+    if solver == "lbfgs":
+        assert _relative_error(ours, theirs) <= 1e-6
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6)
+    else:
+        _assert_same_fit(ours, theirs, **EXACT)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), **EXACT)
+    assert (ours.predict(X) > 0).all()
+
+
+def test_poisson_refuses_negative_targets(digits):
+    X, _ = _small(digits, 50)
+    y = _counts(X, 1)
+    y[7] = -1.0
+    reg = MLPRegressor(loss="poisson")
+    with pytest.raises(ValueError, match=r"loss='poisson' needs y >= 0.*1 negative"):
+        reg.fit(X, y)
+    assert not hasattr(reg, "coefs_")
+    with pytest.raises(ValueError, match="The 'loss' parameter"):
+        MLPRegressor(loss="absolute_error").fit(X, np.abs(y))
+
+
+@pytest.mark.parametrize("Ours, Theirs", [(MLPClassifier, SkMLPClassifier),
+                                         (MLPRegressor, SkMLPRegressor)], ids=["clf", "reg"])
+def test_signature_is_sklearns(Ours, Theirs):
+    """The same parameters, in the same order (the regressor's loss first), plus two."""
+    import inspect
+
+    ours = list(inspect.signature(Ours).parameters.items())
+    theirs = list(inspect.signature(Theirs).parameters.items())
+    assert [name for name, _ in ours] == [name for name, _ in theirs] + ["dtype", "threads"]
+    for (name, ours_p), (_, theirs_p) in zip(ours, theirs):
+        assert ours_p.kind == theirs_p.kind and ours_p.default == theirs_p.default, name
+    assert Ours().get_params().keys() == Theirs().get_params().keys() | {"dtype", "threads"}
+
+
 def test_adam_close_to_sklearn(digits):
     """Adam differs only in where epsilon enters (PyTorch's form vs scikit-learn's)."""
     X, y = _small(digits, 300)

@@ -41,11 +41,6 @@ PRIVATE = {
     "test_fit": "alpha decays the biases too (fastnn's weight_decay covers every parameter)",
 }
 
-# Features not built yet on this branch (each entry says which).
-NOT_YET = {
-    "test_mlp_vs_poisson_glm_equivalent[42]": "loss='poisson' not implemented yet",
-}
-
 # TEMPORARY: features the lead is building in fastnn.Network (issues 15 and 17).
 LEAD = {
     "test_mlp_sample_weight_with_early_stopping":
@@ -55,7 +50,7 @@ LEAD = {
     "test_sparse_matrices[csr_array]": "needs sparse X (issue 15/17, lead)",
 }
 
-EXPECTED_FAILURES = {**PRIVATE, **NOT_YET, **LEAD}
+EXPECTED_FAILURES = {**PRIVATE, **LEAD}
 
 CONFTEST = '''\
 import os
