@@ -20,8 +20,9 @@ This module imports scikit-learn; ``import fastnn`` does not import it::
 Differences from scikit-learn
 -----------------------------
 * ``sample_weight`` and sparse ``X`` are not supported.
-* L2 penalty. scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's
-  loss, so each weight gradient gains ``alpha W / n_batch``; biases are not
+* L2 penalty with sgd and adam (lbfgs has scikit-learn's exactly).
+  scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's loss, so
+  each weight gradient gains ``alpha W / n_batch``; biases are not
   penalized. fastnn's optimizers take one ``weight_decay`` for every
   parameter, set here to ``alpha / batch_size``. So (1) biases are decayed
   too, by that same factor, and (2) a last, smaller batch of an epoch is
@@ -47,7 +48,10 @@ Differences from scikit-learn
 * lbfgs on float32 ``X`` keeps float32 ``coefs_`` (scikit-learn hands back
   float64 ones). Log-losses are computed from the logits, not from
   probabilities clipped to ``[eps, 1 - eps]``: they differ only where a
-  probability is within 1e-16 of 0 or 1.
+  probability is within machine epsilon of 0 or 1.
+* A forward pass that overflows makes ``predict`` raise ``FloatingPointError``
+  (scikit-learn returns inf or NaN); the validation scores of early stopping
+  are NaN then, as scikit-learn's.
 * Initialization is scikit-learn's (Glorot uniform for weights and biases,
   drawn from ``random_state`` in the same order), not fastnn's He/Glorot.
 """

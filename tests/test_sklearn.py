@@ -372,6 +372,15 @@ def test_poisson_matches_sklearn(digits, solver, n_outputs):
     assert (ours.predict(X) > 0).all()
 
 
+def test_poisson_lbfgs_pickles(digits):
+    X, _ = _small(digits, 80)
+    reg = MLPRegressor(loss="poisson", solver="lbfgs", hidden_layer_sizes=(4,), max_iter=20,
+                       random_state=0).fit(X, _counts(X, 2))
+    copy = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(copy.predict(X), reg.predict(X))
+    assert copy._net.loss.name == "poisson" and not hasattr(copy, "partial_fit")
+
+
 def test_poisson_refuses_negative_targets(digits):
     X, _ = _small(digits, 50)
     y = _counts(X, 1)
