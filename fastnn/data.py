@@ -141,7 +141,7 @@ class Source(NamedTuple):
         """
         values = np.asarray(self.array[rows])
         with np.errstate(over="ignore", invalid="ignore"):
-            values = values.astype(dtype)
+            values = values.astype(dtype, copy=False)
             if rescaling is not None:
                 dt = np.dtype(dtype).type
                 values = values * dt(rescaling.scale) + dt(rescaling.offset)

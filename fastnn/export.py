@@ -15,7 +15,7 @@ Activations: ``relu`` -> ``Relu``, ``leaky_relu`` -> ``LeakyRelu`` (alpha
 (LeakyRelu's alpha attribute is a 32-bit float), ``sigmoid`` -> ``Sigmoid``,
 ``tanh`` -> ``Tanh``, ``identity`` -> no node. The loss decides the output:
 ``Softmax`` (axis -1) for cross-entropy, ``Sigmoid`` for binary cross-entropy,
-the last layer's own activation for mse.
+``Exp`` for Poisson (the means), the last layer's own activation for mse.
 
 The file uses the default ONNX domain at opset :data:`OPSET` (17) and IR
 version :data:`IR_VERSION` (8), the pair of ONNX 1.12: onnxruntime 1.13 or
@@ -65,6 +65,7 @@ ACTIVATION_NODES = {
     "sigmoid": _op("Sigmoid"),
     "tanh": _op("Tanh"),
     "softmax": _op("Softmax", axis=-1),
+    "exp": _op("Exp"),                       # the mean of the Poisson loss's log link
 }
 
 

@@ -9,8 +9,9 @@ class Loss(NamedTuple):
     """A loss and the output activation it owns.
 
     ``output_activation`` is fused into the loss kernel (softmax for
-    cross-entropy, sigmoid for binary cross-entropy); ``None`` means the last
-    layer's own activation is applied before the loss (mse).
+    cross-entropy, sigmoid for binary cross-entropy, exp for Poisson: the
+    last layer emits logits or log-means); ``None`` means the last layer's own
+    activation is applied before the loss (mse).
     """
 
     name: str
@@ -23,6 +24,7 @@ LOSSES = {
     "cross_entropy": Loss("cross_entropy", "softmax", True, _k.CE_LABELS),
     "binary_cross_entropy": Loss("binary_cross_entropy", "sigmoid", True, _k.BCE),
     "mse": Loss("mse", None, False, _k.MSE),
+    "poisson": Loss("poisson", "exp", False, _k.POISSON),
 }
 
 

@@ -43,11 +43,13 @@ class Network:
         Consecutive Dense layers (each ``n_in`` equal to the previous
         ``n_out``), optionally with a Dropout after any hidden Dense layer
         and a Rescaling (``x * scale + offset``) first.
-    loss : {"cross_entropy", "binary_cross_entropy", "mse"}
+    loss : {"cross_entropy", "binary_cross_entropy", "mse", "poisson"}
         The loss owns the output activation: cross-entropy fuses softmax and
         binary cross-entropy fuses sigmoid, so their last layer must be
-        ``identity`` (logits) or name that same activation. With ``mse`` the
-        last layer's own activation is applied.
+        ``identity`` (logits) or name that same activation; ``poisson`` (half
+        Poisson deviance, log link) fuses exp, its last layer is ``identity``
+        and emits log-means. With ``mse`` the last layer's own activation is
+        applied.
     dtype : {"float32", "float64"}
     seed : int
         Seeds the initialization (He for relu/leaky_relu, Glorot otherwise,
@@ -308,6 +310,10 @@ class Network:
         _check_finite(targets, arr, "y")
         if self.loss.classification and ((targets < 0) | (targets > 1)).any():
             raise ValueError(f"{self.loss.name} targets must lie in [0, 1]")
+        if self.loss.name == "poisson" and (targets < 0).any():
+            bad = np.argwhere(targets < 0)[0]
+            raise ValueError(f"poisson targets must be >= 0; found {targets[tuple(bad)]:.6g} at "
+                             f"index ({', '.join(map(str, bad))})")
         return _data.source(targets, False), code
 
     # ---- inference -------------------------------------------------------
@@ -329,7 +335,7 @@ class Network:
         return out
 
     def predict_proba(self, X):
-        """Class probabilities (cross-entropy, binary cross-entropy) or outputs (mse).
+        """Class probabilities (cross-entropy, binary cross-entropy), means (Poisson) or outputs.
 
         Parameters
         ----------
@@ -344,10 +350,12 @@ class Network:
             return reference.softmax(out)
         if self.loss.output_activation == "sigmoid":
             return reference.sigmoid(out)
+        if self.loss.output_activation == "exp":
+            return np.exp(out)
         return out
 
     def predict(self, X):
-        """Class labels (cross-entropy), 0/1 label matrix (binary CE), or outputs (mse).
+        """Class labels (cross-entropy), 0/1 label matrix (binary CE), means (Poisson), or outputs.
 
         Parameters
         ----------
@@ -363,6 +371,8 @@ class Network:
             return out.argmax(axis=1)
         if self.loss.output_activation == "sigmoid":
             return (out > 0).astype(np.int64)
+        if self.loss.output_activation == "exp":
+            return np.exp(out)
         return out
 
     def evaluate(self, X, y, sample_weight=None):
@@ -442,19 +452,31 @@ class Network:
             ``dW`` of shape (n_in, n_out) and ``db`` of shape (n_out,) per layer.
         """
         batch = self._check_data(X, y, sample_weight)
+        if dropout_step is not None:
+            dropout_step = _check_int("dropout_step", dropout_step, minimum=0)
+        loss, grad = self._loss_and_flat_gradient(*self._batch_arrays(batch), dropout_step)
+        return loss, list(zip(*reference.layer_views(grad, self._spec.sizes)))
+
+    def _batch_arrays(self, batch):
+        """``(X, labels, targets, code, weights)`` of a checked batch, as the backends take them."""
+        X = batch.X.take(slice(None), self.dtype, self.rescaling)
+        labels, targets = self._targets(batch)
+        return X, labels, targets, batch.code, batch.weights if batch.weights.shape[0] else None
+
+    def _loss_and_flat_gradient(self, X, labels, targets, code, weights=None, dropout_step=None):
+        """:meth:`loss_and_gradients` of the arrays :meth:`_batch_arrays` gives.
+
+        Returns the loss and the gradient as one flat vector laid out like
+        :meth:`get_params` (for full-batch optimizers such as L-BFGS).
+        """
         theta = self._sync_params()
         spec = self._spec
         if dropout_step is None:
             spec = spec._replace(rates=np.zeros(0))
-        else:
-            dropout_step = _check_int("dropout_step", dropout_step, minimum=0)
-        weights = batch.weights if batch.weights.shape[0] else None
-        X = batch.X.take(slice(None), self.dtype, self.rescaling)
-        labels, targets = self._targets(batch)
         with blas_threads(self.threads):
-            loss, grad = self.backend.loss_and_gradients(spec, theta, X, labels, targets,
-                                                         batch.code, dropout_step or 0, weights)
-        return float(loss), list(zip(*reference.layer_views(grad, spec.sizes)))
+            loss, grad = self.backend.loss_and_gradients(spec, theta, X, labels, targets, code,
+                                                         dropout_step or 0, weights)
+        return float(loss), grad
 
     # ---- training --------------------------------------------------------
 
@@ -471,7 +493,8 @@ class Network:
             Integer labels of shape (n_samples,) or one-hot targets of shape
             (n_samples, n_outputs) for cross-entropy; 0/1 targets of shape
             (n_samples, n_outputs) for binary cross-entropy; targets of shape
-            (n_samples, n_outputs) (or (n_samples,) for one output) for mse.
+            (n_samples, n_outputs) (or (n_samples,) for one output) for mse,
+            the same but ``>= 0`` for poisson.
         epochs : int
         batch_size : int
             The last batch of an epoch may be smaller; it counts as a step.

@@ -112,6 +112,19 @@ def mean_squared_error(h, t, activation, w=None, norm=None):
                          (h - t) * DERIVATIVE[activation](h), w, norm)
 
 
+def poisson_deviance(u, t, w=None, norm=None):
+    """Half Poisson deviance of the log-means ``u``: ``(loss, (exp(U) - T) / n)``.
+
+    ``(1/n) sum [exp(u) - t u + t log t - t]``, summed as ``t (expm1(d) - d)``
+    with ``d = u - log t`` (``exp(u)`` where ``t = 0``), as the kernel does.
+    """
+    mu = np.exp(u)
+    positive = t > 0
+    d = u - np.log(np.where(positive, t, 1))
+    per_entry = np.where(positive, t * (np.expm1(d) - d), mu)
+    return weighted_mean(per_entry.sum(axis=1), mu - t, w, norm)
+
+
 def loss_and_delta(loss, out, y, activation, w=None, norm=None):
     """Dispatch on the loss name; ``y`` is integer labels or float targets.
 
@@ -123,6 +136,8 @@ def loss_and_delta(loss, out, y, activation, w=None, norm=None):
         return cross_entropy_targets(out, y, w, norm)
     if loss == "binary_cross_entropy":
         return binary_cross_entropy(out, y, w, norm)
+    if loss == "poisson":
+        return poisson_deviance(out, y, w, norm)
     return mean_squared_error(out, y, activation, w, norm)
 
 

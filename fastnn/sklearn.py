@@ -1,12 +1,16 @@
 """scikit-learn estimators trained by fastnn: ``MLPClassifier`` and ``MLPRegressor``.
 
 Drop-in replacements for :mod:`sklearn.neural_network`'s estimators of the same
-names (solvers ``"sgd"`` and ``"adam"``): the same parameters with the same
-defaults and meaning, the same fitted attributes, the same stopping rule and
-the same random stream, so that with ``dtype="float64"`` and ``alpha=0`` a
-fit follows scikit-learn's to rounding. Each epoch is one call of
+names: the same parameters with the same defaults and meaning, the same
+fitted attributes, the same stopping rule and the same random stream, so that
+for float64 ``X`` and ``alpha=0`` an sgd fit follows scikit-learn's to
+rounding. With ``"sgd"`` and ``"adam"`` each epoch is one call of
 :meth:`fastnn.Network.fit`; the network keeps the optimizer and its state
-between calls.
+between calls. ``"lbfgs"`` runs SciPy's L-BFGS-B exactly as scikit-learn
+calls it (options, ``max_fun``, ``n_iter_``, ``loss_``, the
+ConvergenceWarning) over fastnn's full-batch loss and gradient plus
+scikit-learn's L2 term; after 30 iterations its ``coefs_`` match
+scikit-learn's to 1e-8 relative or better (the tests ask 1e-6).
 
 This module imports scikit-learn; ``import fastnn`` does not import it::
 
@@ -15,10 +19,10 @@ This module imports scikit-learn; ``import fastnn`` does not import it::
 
 Differences from scikit-learn
 -----------------------------
-* ``solver="lbfgs"``, ``sample_weight``, sparse ``X``, ``max_fun`` and the
-  regressor's ``loss="poisson"`` are not supported.
-* L2 penalty. scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's
-  loss, so each weight gradient gains ``alpha W / n_batch``; biases are not
+* ``sample_weight`` and sparse ``X`` are not supported.
+* L2 penalty with sgd and adam (lbfgs has scikit-learn's exactly).
+  scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's loss, so
+  each weight gradient gains ``alpha W / n_batch``; biases are not
   penalized. fastnn's optimizers take one ``weight_decay`` for every
   parameter, set here to ``alpha / batch_size``. So (1) biases are decayed
   too, by that same factor, and (2) a last, smaller batch of an epoch is
@@ -31,11 +35,23 @@ Differences from scikit-learn
 * ``learning_rate="invscaling"``/``"adaptive"`` (sgd) change the learning
   rate between epochs as scikit-learn does (fastnn's momentum buffer is
   rescaled so that past steps keep their size, as in scikit-learn).
-* ``dtype`` (default ``"float32"``) sets the precision of training, of
-  ``coefs_`` and of ``predict_proba``, whatever the dtype of ``X``
-  (scikit-learn follows ``X``); ``MLPRegressor.predict`` returns float64.
-  ``threads`` caps the BLAS threads.
+* Two extra parameters. ``dtype=None`` (the default) follows ``X`` as
+  scikit-learn does: float32 ``X`` trains in float32, anything else in
+  float64, and ``coefs_``, ``intercepts_`` and the outputs have that dtype.
+  ``dtype="float32"`` trains in float32 whatever ``X`` (float32 arithmetic,
+  half the memory); outputs then come in the wider of the network's dtype
+  and ``X``'s, as ``X @ coefs_`` would. ``threads`` caps the BLAS threads.
 * Momentum must be below 1 (scikit-learn accepts 1).
+* ``partial_fit`` is unavailable (``hasattr`` is False) with
+  ``solver="lbfgs"`` in both estimators; scikit-learn's regressor keeps it
+  (its ``available_if`` check is never called) and runs a whole L-BFGS fit.
+* lbfgs on float32 ``X`` keeps float32 ``coefs_`` (scikit-learn hands back
+  float64 ones). Log-losses are computed from the logits, not from
+  probabilities clipped to ``[eps, 1 - eps]``: they differ only where a
+  probability is within machine epsilon of 0 or 1.
+* A forward pass that overflows makes ``predict`` raise ``FloatingPointError``
+  (scikit-learn returns inf or NaN); the validation scores of early stopping
+  are NaN then, as scikit-learn's.
 * Initialization is scikit-learn's (Glorot uniform for weights and biases,
   drawn from ``random_state`` in the same order), not fastnn's He/Glorot.
 """
@@ -45,6 +61,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.optimize
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -52,12 +69,15 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils import shuffle as _shuffle
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted
 
 from .layers import Dense
 from .network import Network
 from .optimizers import SGD, Adam
+from .reference import layer_views
 
 try:
     from sklearn.utils.validation import validate_data
@@ -65,13 +85,19 @@ except ImportError:  # scikit-learn < 1.6
     def validate_data(estimator, X="no_validation", y="no_validation", reset=True, **kwargs):
         return estimator._validate_data(X, y, reset=reset, **kwargs)
 
+try:
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+except ImportError:  # scikit-learn < 1.6: its scipy still takes iprint
+    def _get_additional_lbfgs_options_dict(key, value):
+        return {key: value}
+
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 # scikit-learn's hidden activation name -> fastnn's.
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 # scikit-learn's out_activation_ -> the fastnn loss that applies it.
 OUTPUT_LOSSES = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
-                 "identity": "mse"}
+                 "identity": "mse", "exp": "poisson"}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 
@@ -88,6 +114,42 @@ def _make_adam(est, weight_decay):
 
 
 SOLVERS = {"sgd": _make_sgd, "adam": _make_adam}
+STOCHASTIC_SOLVERS = tuple(SOLVERS)
+NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
+             "values and need to be preprocessed.")
+
+
+class _OptimizerView:
+    """The estimator's ``_optimizer``: the fastnn optimizer, seen as scikit-learn's.
+
+    ``learning_rate`` is what scikit-learn's SGDOptimizer/AdamOptimizer hold
+    there: the sgd rate, or Adam's bias-corrected ``lr sqrt(1 - beta_2^t) /
+    (1 - beta_1^t)`` after ``t`` steps.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    @property
+    def learning_rate(self):
+        opt = self.optimizer
+        t = 0 if opt.state is None else opt.state["t"]
+        if isinstance(opt, Adam) and t > 0:
+            beta_1, beta_2 = opt.betas
+            return opt.lr * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        return opt.lr
+
+    def set_lr(self, lr):
+        """Change the sgd learning rate as scikit-learn does.
+
+        scikit-learn's velocity holds past steps (``lr`` times gradients);
+        fastnn's momentum buffer holds gradients and is scaled by the current
+        ``lr``. Rescaling the buffer by ``old / new`` keeps the past steps.
+        """
+        opt = self.optimizer
+        if opt.momentum > 0 and opt.state is not None:
+            opt.state["s1"] *= opt.lr / lr
+        opt.lr = lr
 
 
 # ---- parameter validation ----------------------------------------------------
@@ -150,7 +212,7 @@ def _threads():
 PARAMETER_RULES = {
     "hidden_layer_sizes": _hidden_sizes(),
     "activation": _options(*ACTIVATIONS),
-    "solver": _options(*SOLVERS),
+    "solver": _options("lbfgs", *SOLVERS),
     "alpha": _interval(0, None, "left"),
     "batch_size": _any_of(_options("auto"), _integer(1)),
     "learning_rate": _options(*LEARNING_RATES),
@@ -169,7 +231,9 @@ PARAMETER_RULES = {
     "beta_2": _interval(0, 1, "left"),
     "epsilon": _interval(0, None, "neither"),
     "n_iter_no_change": _any_of(_integer(1), ((lambda v: v == np.inf), "np.inf")),
-    "dtype": ((lambda value: _dtype_name(value) in DTYPES), "'float32' or 'float64'"),
+    "max_fun": _integer(1),
+    "dtype": ((lambda value: value is None or _dtype_name(value) in DTYPES),
+              "None, 'float32' or 'float64'"),
     "threads": _threads(),
 }
 
@@ -188,8 +252,8 @@ class _BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 dtype="float32", threads=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -212,37 +276,38 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
         self.threads = threads
 
     # ---- checks -------------------------------------------------------------
 
+    _parameter_rules = PARAMETER_RULES
+
     def _check_params(self):
-        for name, (check, wanted) in PARAMETER_RULES.items():
+        for name, (check, wanted) in self._parameter_rules.items():
             value = getattr(self, name)
             if not check(value):
-                hint = ""
-                if name == "solver":
-                    hint = " (fastnn has no 'lbfgs'; use scikit-learn's MLP for it)"
                 raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be "
-                                 f"{wanted}{hint}; got {value!r}.")
+                                 f"{wanted}; got {value!r}.")
 
     def _hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
         return [int(sizes)] if isinstance(sizes, numbers.Integral) else [int(s) for s in sizes]
 
-    def _np_dtype(self):
-        return DTYPES[_dtype_name(self.dtype)]
+    def _input_dtype(self):
+        """What ``validate_data`` converts ``X`` to: ``dtype``, else float32 or float64 as X."""
+        return (np.float64, np.float32) if self.dtype is None else DTYPES[_dtype_name(self.dtype)]
 
     # ---- the network ----------------------------------------------------------
 
-    def _build_network(self, layer_units):
+    def _build_network(self, layer_units, dtype):
         act = ACTIVATIONS[self.activation]
         layers = [Dense(n_in, n_out, act)
                   for n_in, n_out in zip(layer_units[:-2], layer_units[1:-1])]
         layers.append(Dense(layer_units[-2], layer_units[-1], "identity"))
         return Network(layers, loss=OUTPUT_LOSSES[self.out_activation_],
-                       dtype=self._np_dtype(), seed=0, threads=self.threads)
+                       dtype=dtype, seed=0, threads=self.threads)
 
     def _bind_coefs(self):
         """Point ``coefs_``/``intercepts_`` at the network's layer arrays (views)."""
@@ -258,14 +323,14 @@ class _BaseMLP(BaseEstimator):
             self._bind_coefs()
         return net
 
-    def _initialize(self, Y, layer_units):
+    def _initialize(self, Y, layer_units, dtype):
         """First fit: attributes, network and scikit-learn's initialization."""
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._out_activation()
-        self._net = self._build_network(layer_units)
+        self._net = self._build_network(layer_units, dtype)
         # scikit-learn's Glorot-uniform draws, in its order, from its random state.
         factor = 2.0 if self.activation == "logistic" else 6.0
         coefs, intercepts = [], []
@@ -277,16 +342,37 @@ class _BaseMLP(BaseEstimator):
         self._bind_coefs()
         self._best_params = self._net.get_params()
         self._optimizer = None
-        self.loss_curve_ = []
-        self._no_improvement_count = 0
-        if self.early_stopping:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
-        else:
-            self.best_loss_ = np.inf
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+        if self.solver in STOCHASTIC_SOLVERS:       # scikit-learn sets these for them only
+            for name, value in self._stochastic_defaults().items():
+                setattr(self, name, value)
+
+    def _stochastic_defaults(self):
+        """The attributes a first sgd/adam fit starts with."""
+        return {"loss_curve_": [], "_no_improvement_count": 0,
+                "best_loss_": None if self.early_stopping else np.inf,
+                "validation_scores_": [] if self.early_stopping else None,
+                "best_validation_score_": -np.inf if self.early_stopping else None}
+
+    def _adopt_coefs(self, dtype):
+        """A network for ``coefs_``/``intercepts_`` set by hand, never fitted.
+
+        scikit-learn's ``partial_fit`` (and a warm start) trains from such
+        arrays; attributes a first fit sets and the user did not are set as
+        that fit would.
+        """
+        layer_units = [self.coefs_[0].shape[0]] + [np.shape(W)[1] for W in self.coefs_]
+        if not hasattr(self, "out_activation_"):
+            self.out_activation_ = self._out_activation()
+        self.n_outputs_ = layer_units[-1]
+        self.n_layers_ = len(layer_units)
+        self._net = self._build_network(layer_units, dtype)
+        self._net.set_params(_pack(self.coefs_, self.intercepts_))
+        self._bind_coefs()
+        self._best_params = self._net.get_params()
+        self._optimizer = None
+        for name in ("n_iter_", "t_"):
+            if not hasattr(self, name):
+                setattr(self, name, 0)
 
     # ---- fitting -------------------------------------------------------------------
 
@@ -312,27 +398,129 @@ class _BaseMLP(BaseEstimator):
         layer_units = [X.shape[1], *self._hidden_layer_sizes(), Y.shape[1]]
         self._random_state = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(Y, layer_units)
+            self._initialize(Y, layer_units, X.dtype)
         else:
+            if not hasattr(self, "_net"):
+                self._adopt_coefs(X.dtype)
             fitted = [l.n_in for l in self._net.layers] + [self._net.n_outputs]
             if fitted != layer_units:
                 raise ValueError(f"warm_start/partial_fit needs the fitted layer sizes "
                                  f"{fitted}; got {layer_units}")
-        self._fit_stochastic(X, Y, y_true, incremental)
+        X = _network_input(X, self._net.dtype)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, Y)
+        else:
+            self._fit_stochastic(X, Y, y_true, incremental)
         if not np.isfinite(self._net.get_params()).all():
-            raise ValueError("Solver produced non-finite parameter weights. The input data "
-                             "may contain large values and need to be preprocessed.")
+            raise ValueError(NONFINITE)
         return self
+
+    # ---- L-BFGS ---------------------------------------------------------------------
+
+    def _lbfgs_objective(self, X, Y):
+        """scikit-learn's L-BFGS objective over fastnn's flat parameter vector.
+
+        Returns ``f(theta) -> (loss, gradient)`` (float64) for ``theta`` laid
+        out like ``Network.get_params()``: fastnn's full-batch loss and
+        gradient plus scikit-learn's L2 term ``alpha/2 ||W||^2 / n`` (gradient
+        ``alpha W / n``, weights only). As in scikit-learn the squared-error
+        value is averaged over the outputs while its gradient is that of their
+        sum (``_loss_scale``). ``f`` leaves ``theta`` in the network.
+        """
+        net = self._network()
+        net.threads = self.threads
+        arrays = net._batch_arrays(net._check_data(X, self._targets(Y)))
+        n = arrays[0].shape[0]
+        is_weight = np.zeros(net.n_params, bool)
+        for W in layer_views(is_weight, net._spec.sizes)[0]:
+            W[...] = True
+        alpha, scale = float(self.alpha), self._loss_scale()
+
+        def loss_and_gradient(theta):
+            net.set_params(theta)
+            loss, grad = net._loss_and_flat_gradient(*arrays)
+            grad = grad.astype(np.float64)
+            W = theta[is_weight]
+            grad[is_weight] += alpha / n * W
+            return loss / scale + 0.5 * alpha * float(W @ W) / n, grad
+
+        return loss_and_gradient
+
+    def _fit_lbfgs(self, X, Y):
+        """SciPy's L-BFGS-B with scikit-learn's options, over fastnn's loss and gradient."""
+        objective = self._lbfgs_objective(X, Y)
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        result = scipy.optimize.minimize(
+            objective, self._net.get_params().astype(np.float64), method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                     **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = result.fun
+        self._net.set_params(result.x)
+
+    def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight=None, activations=None,
+                         deltas=None, coef_grads=None, intercept_grads=None):
+        """The L-BFGS loss and gradient in scikit-learn's own layout (its private API).
+
+        Parameters
+        ----------
+        packed_coef_inter : ndarray of shape (n_params,)
+            Every ``coefs_`` raveled, then every ``intercepts_`` (scikit-learn's
+            packing); loaded into the model, as scikit-learn does.
+        X : array-like of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples, n_outputs)
+            Targets as scikit-learn's fit holds them (the LabelBinarizer's
+            indicator matrix for a classifier).
+        sample_weight : None
+        activations, deltas : ignored
+            scikit-learn's work buffers.
+        coef_grads, intercept_grads : list, optional
+            Filled with the per-layer gradients, as scikit-learn does.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_params,), packed like ``packed_coef_inter``
+        """
+        check_is_fitted(self)
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported by fastnn.sklearn yet")
+        net = self._network()
+        order = _sklearn_order(net)
+        theta = np.empty(net.n_params)
+        theta[order] = packed_coef_inter
+        Y = np.asarray(y)
+        Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
+        X = _network_input(np.asarray(X), net.dtype)
+        loss, grad = self._lbfgs_objective(X, Y)(theta)
+        Ws, bs = layer_views(grad, net._spec.sizes)
+        for buffer, arrays in ((coef_grads, Ws), (intercept_grads, bs)):
+            if buffer is not None:
+                buffer[:] = [a.copy() for a in arrays]
+        return loss, grad[order]
+
+    def _check_solver(self):
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 "%s is not stochastic." % self.solver)
+        return True
+
+    # ---- sgd and adam ---------------------------------------------------------------
 
     def _fit_stochastic(self, X, Y, y_true, incremental):
         net = self._network()
         net.threads = self.threads
+        for name, value in self._stochastic_defaults().items():
+            if not hasattr(self, name):     # coefs_ set by hand, or a warm start after lbfgs
+                setattr(self, name, value)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         targets = self._targets(Y)
         if self.early_stopping:
-            # scikit-learn stratifies only single-output classification.
-            stratify = Y if (self._is_classifier and self.n_outputs_ == 1) else None
+            # scikit-learn stratifies only single-output classification, on its
+            # bool-encoded labels (its errors name them: ['True']).
+            stratify = Y.astype(bool) if (self._is_classifier and self.n_outputs_ == 1) \
+                else None
             train, val = train_test_split(np.arange(X.shape[0]), random_state=self._random_state,
                                           test_size=self.validation_fraction,
                                           stratify=stratify)
@@ -355,8 +543,9 @@ class _BaseMLP(BaseEstimator):
 
         weight_decay = self.alpha / batch_size
         if not incremental or self._optimizer is None:
-            self._optimizer = SOLVERS[self.solver](self, weight_decay)
-        self._optimizer.weight_decay = weight_decay
+            self._optimizer = _OptimizerView(SOLVERS[self.solver](self, weight_decay))
+        optimizer = self._optimizer.optimizer
+        optimizer.weight_decay = weight_decay
         n_batches = -(-n_samples // batch_size)
 
         sample_idx = np.arange(n_samples)
@@ -365,39 +554,50 @@ class _BaseMLP(BaseEstimator):
         X_epoch, y_epoch = (np.empty_like(X_train), np.empty_like(y_train)) if self.shuffle \
             else (X_train, y_train)
         squares_start = self._squared_weights() if self.alpha else 0.0
+        diverged = False
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 if self.shuffle:
                     # scikit-learn's own shuffle call, so the sample order matches its.
                     sample_idx = _shuffle(sample_idx, random_state=self._random_state)
-                    np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
-                    np.take(y_train, sample_idx, axis=0, out=y_epoch, mode="clip")
-                try:
-                    history = net.fit(X_epoch, y_epoch, epochs=1, batch_size=batch_size,
-                                      optimizer=self._optimizer, verbose=0, shuffle=False)
-                except FloatingPointError as exc:
-                    raise ValueError("Solver produced non-finite parameter weights. The "
-                                     "input data may contain large values and need to be "
-                                     "preprocessed.") from exc
+                    if not diverged:
+                        np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
+                        np.take(y_train, sample_idx, axis=0, out=y_epoch, mode="clip")
+                if not diverged:
+                    try:
+                        history = net.fit(X_epoch, y_epoch, epochs=1, batch_size=batch_size,
+                                          optimizer=optimizer, verbose=0, shuffle=False)
+                    except FloatingPointError as exc:
+                        if not self.early_stopping:
+                            raise ValueError(NONFINITE) from exc
+                        # scikit-learn trains on with non-finite weights until
+                        # max_iter (NaN scores never count as "no improvement")
+                        # and then restores the best ones: so do we, without
+                        # the pointless arithmetic.
+                        diverged = True
                 self.n_iter_ += 1
-                penalty = 0.0
-                if self.alpha:
-                    # scikit-learn adds each batch's alpha/2 ||W||^2 / n_batch at the
-                    # weights of that batch; the trapezoid of the epoch's two ends.
-                    squares_end = self._squared_weights()
-                    penalty = (0.25 * self.alpha * (squares_start + squares_end) * n_batches
-                               / n_samples)
-                    squares_start = squares_end
-                self.loss_ = history.history["loss"][0] / self._loss_scale() + penalty
+                if diverged:
+                    self.loss_ = np.nan
+                else:
+                    penalty = 0.0
+                    if self.alpha:
+                        # scikit-learn adds each batch's alpha/2 ||W||^2 / n_batch at the
+                        # weights of that batch; the trapezoid of the epoch's two ends.
+                        squares_end = self._squared_weights()
+                        penalty = (0.25 * self.alpha * (squares_start + squares_end)
+                                   * n_batches / n_samples)
+                        squares_start = squares_end
+                    self.loss_ = history.history["loss"][0] / self._loss_scale() + penalty
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
-                self._update_no_improvement_count(X_val, y_val)
+                self._update_no_improvement_count(X_val, y_val, diverged)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._set_lr(float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
+                    self._optimizer.set_lr(float(self.learning_rate_init)
+                                           / (self.t_ + 1) ** self.power_t)
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     if self.early_stopping:
@@ -431,30 +631,18 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(msg + " Stopping.")
             return True
-        if self._optimizer.lr <= 1e-6:
+        if self._optimizer.learning_rate <= 1e-6:
             if self.verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        self._set_lr(self._optimizer.lr / 5.0)
+        self._optimizer.set_lr(self._optimizer.learning_rate / 5.0)
         if self.verbose:
-            print(msg + " Setting learning rate to %f" % self._optimizer.lr)
+            print(msg + " Setting learning rate to %f" % self._optimizer.learning_rate)
         return False
 
-    def _set_lr(self, lr):
-        """Change the sgd learning rate as scikit-learn does.
-
-        scikit-learn's velocity holds past steps (``lr`` times gradients);
-        fastnn's momentum buffer holds gradients and is scaled by the current
-        ``lr``. Rescaling the buffer by ``old / new`` keeps the past steps.
-        """
-        opt = self._optimizer
-        if opt.momentum > 0 and opt.state is not None:
-            opt.state["s1"] *= opt.lr / lr
-        opt.lr = lr
-
-    def _update_no_improvement_count(self, X_val, y_val):
+    def _update_no_improvement_count(self, X_val, y_val, diverged=False):
         if self.early_stopping:
-            score = self._score(X_val, y_val)
+            score = np.nan if diverged else self._score(X_val, y_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -476,13 +664,22 @@ class _BaseMLP(BaseEstimator):
     # ---- prediction ---------------------------------------------------------------
 
     def _forward(self, X, check_input=True):
-        """Output-layer values after the output activation, shape (n_samples, n_outputs)."""
+        """Output-layer values after the output activation, shape (n_samples, n_outputs).
+
+        Computed in the network's dtype; returned in the wider of it and X's
+        (scikit-learn's ``X @ coefs_`` promotes the same way).
+        """
         if check_input:
-            X = _writeable(validate_data(self, X, reset=False, dtype=self._np_dtype()))
-        return self._network().predict_proba(X)
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        net = self._network()
+        out = net.predict_proba(_network_input(X, net.dtype))
+        return out.astype(np.result_type(X.dtype, net.dtype), copy=False)
 
     def _score_with(self, X, y, score_function):
-        y_pred = self._predict(X, check_input=False)
+        try:
+            y_pred = self._predict(X, check_input=False)
+        except FloatingPointError:      # the forward pass overflowed
+            return np.nan
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
         return score_function(y, y_pred)
@@ -515,11 +712,11 @@ class _BaseMLP(BaseEstimator):
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by fastnn.
 
-    scikit-learn's :class:`sklearn.neural_network.MLPClassifier` with the
-    ``"sgd"`` and ``"adam"`` solvers; see the module docstring for the few
-    differences. Multiclass ``y`` trains a softmax output with cross-entropy,
-    binary ``y`` one logistic output, and a 2-D 0/1 ``y`` (multi-label) one
-    logistic output per label with binary cross-entropy.
+    scikit-learn's :class:`sklearn.neural_network.MLPClassifier`; see the
+    module docstring for the few differences. Multiclass ``y`` trains a
+    softmax output with cross-entropy, binary ``y`` one logistic output, and a
+    2-D 0/1 ``y`` (multi-label) one logistic output per label with binary
+    cross-entropy.
 
     Parameters
     ----------
@@ -527,7 +724,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Width of each hidden layer.
     activation : {"identity", "logistic", "tanh", "relu"}, default "relu"
         Hidden activation.
-    solver : {"adam", "sgd"}, default "adam"
+    solver : {"adam", "sgd", "lbfgs"}, default "adam"
+        "lbfgs" is SciPy's L-BFGS-B over the whole data set (``max_iter``
+        iterations, ``max_fun`` loss evaluations, gradient tolerance ``tol``).
     alpha : float, default 0.0001
         L2 penalty ``alpha/2 ||W||^2 / n_batch`` per batch (weight decay
         ``alpha / batch_size``).
@@ -554,8 +753,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     beta_1, beta_2, epsilon : float
         Adam's.
     n_iter_no_change : int or np.inf, default 10
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of training and of the fitted arrays.
+    max_fun : int, default 15000
+        lbfgs: at most this many loss and gradient evaluations.
+    dtype : {None, "float32", "float64"}, default None
+        Precision of training and of the fitted arrays; None follows ``X``
+        (float32 for float32 ``X``, else float64), as scikit-learn does.
     threads : int or None, default None
         BLAS threads while fitting and predicting; None keeps the default.
 
@@ -566,15 +768,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Views of the network's weights.
     intercepts_ : list of ndarray of shape (n_out,)
     loss_ : float
-        Loss (with the L2 penalty) of the last epoch.
+        Loss (with the L2 penalty) of the last epoch, or of the lbfgs solution.
     loss_curve_ : list of float
+        sgd/adam only, like ``best_loss_`` and the validation attributes.
     best_loss_ : float or None
     validation_scores_ : list of float or None
         Validation accuracy per epoch with ``early_stopping``.
     best_validation_score_ : float or None
     n_iter_ : int
+        Epochs, or L-BFGS iterations.
     t_ : int
-        Training samples seen.
+        Training samples seen (sgd/adam; 0 for lbfgs).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when ``X`` had string column names.
@@ -592,7 +796,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return 1.0
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=self._np_dtype(),
+        X, y = validate_data(self, X, y, multi_output=True, dtype=self._input_dtype(),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -612,13 +816,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
         Y = self._label_binarizer.transform(y)
-        return _writeable(X), Y, y
+        return X, Y, y
 
     def _targets(self, Y):
         if Y.shape[1] > 1 and self._label_binarizer.y_type_ == "multiclass":
             return Y.argmax(axis=1).astype(np.int64)
-        return Y.astype(self._np_dtype())
+        return Y.astype(self._net.dtype)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``(X, y)``, continuing from the current state.
 
@@ -709,46 +914,77 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastnn.
 
-    scikit-learn's :class:`sklearn.neural_network.MLPRegressor` (squared
-    error, identity output) with the ``"sgd"`` and ``"adam"`` solvers; see the
-    module docstring for the few differences. ``y`` may be 1-D or 2-D.
+    scikit-learn's :class:`sklearn.neural_network.MLPRegressor`: squared
+    error with an identity output, or the half Poisson deviance with a log
+    link (``exp`` output); see the module docstring for the few differences.
+    ``y`` may be 1-D or 2-D.
 
     Parameters
     ----------
-    Those of :class:`MLPClassifier`.
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        Half squared error, or half Poisson deviance of the means
+        ``exp(output)`` (``y >= 0``). First, as in scikit-learn's signature.
+    hidden_layer_sizes, activation, ...
+        Those of :class:`MLPClassifier`.
 
     Attributes
     ----------
     coefs_, intercepts_, loss_, loss_curve_, best_loss_, n_iter_, t_,
     n_features_in_, feature_names_in_, n_layers_, n_outputs_
-        As for :class:`MLPClassifier`; ``loss_`` is half the mean squared
-        error (averaged over outputs, as scikit-learn reports it) plus the
-        L2 penalty.
+        As for :class:`MLPClassifier`; ``loss_`` is, plus the L2 penalty,
+        half the mean squared error averaged over the outputs, or the half
+        Poisson deviance ``mean(y log(y / mu) - y + mu)`` summed over them (as
+        scikit-learn reports each).
     validation_scores_, best_validation_score_ : R^2 on the validation set.
-    out_activation_ : "identity"
+    out_activation_ : {"identity", "exp"}
     """
 
     _is_classifier = False
+    _parameter_rules = {**PARAMETER_RULES, "loss": _options("squared_error", "poisson")}
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, threads=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype, threads=threads)
+        self.loss = loss
 
     def _out_activation(self):
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _loss_scale(self):
-        # fastnn's mse sums over outputs; scikit-learn's loss value averages them
-        # (its gradient, like fastnn's, is that of the sum).
-        return float(self.n_outputs_)
+        # fastnn's losses sum over outputs; scikit-learn's squared-error value
+        # averages them (its gradient, like fastnn's, is that of the sum). Its
+        # Poisson value sums them.
+        return 1.0 if self.loss == "poisson" else float(self.n_outputs_)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=self._np_dtype(), reset=reset)
+                             dtype=self._input_dtype(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and (y < 0).any():
+            raise ValueError(f"loss='poisson' needs y >= 0 (counts or rates); y has "
+                             f"{int((y < 0).sum())} negative value(s), the smallest "
+                             f"{y.min():.6g}")
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        return _writeable(X), Y, y
+        return X, Y, y
 
     def _targets(self, Y):
-        return np.ascontiguousarray(Y, dtype=self._np_dtype())
+        return np.ascontiguousarray(Y, dtype=self._net.dtype)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y):
         """One epoch over ``(X, y)``, continuing from the current state.
 
@@ -772,14 +1008,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
         Returns
         -------
-        ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
-            float64 whatever ``dtype`` (scikit-learn's regressor contract).
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            In the wider of the network's dtype and ``X``'s.
         """
         check_is_fitted(self)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
-        y_pred = self._forward(X, check_input=check_input).astype(np.float64)
+        y_pred = self._forward(X, check_input=check_input)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     def _score(self, X, y):
@@ -793,9 +1029,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 # ---- helpers -----------------------------------------------------------------
 
+def _sklearn_order(net):
+    """Index into fastnn's flat parameters of each entry of scikit-learn's packing.
+
+    scikit-learn packs every ``coefs_`` (row-major), then every ``intercepts_``;
+    fastnn interleaves W and b per layer.
+    """
+    Ws, bs = layer_views(np.arange(net.n_params), net._spec.sizes)
+    return np.concatenate([W.ravel() for W in Ws] + bs)
+
+
 def _pack(coefs, intercepts):
     """fastnn's flat parameter layout: per layer W (row-major), then b."""
-    return np.concatenate([a.ravel() for W, b in zip(coefs, intercepts) for a in (W, b)])
+    return np.concatenate([np.ravel(a) for W, b in zip(coefs, intercepts) for a in (W, b)])
 
 
 def _dtype_name(dtype):
@@ -806,6 +1052,10 @@ def _dtype_name(dtype):
         return None
 
 
-def _writeable(X):
-    """``X``, copied if read-only (numba compiles read-only arrays separately)."""
+def _network_input(X, dtype):
+    """``X`` as a writeable C-contiguous array of the network's ``dtype``.
+
+    Read-only arrays are copied: numba compiles them separately.
+    """
+    X = np.ascontiguousarray(X, dtype=dtype)
     return X if X.flags.writeable else X.copy()

@@ -7,6 +7,7 @@ layer's pre-activation ``u`` and returns the loss value:
 * softmax + cross-entropy: ``delta = (P - T) / n``
 * sigmoid + binary cross-entropy: ``delta = (sigmoid(U) - T) / n``
 * mean squared error ``(1/2n) sum ||h - t||^2``: ``delta = (H - T)/n * phi'(U)``
+* exp + half Poisson deviance of the log-mean ``u``: ``delta = (exp(U) - T) / n``
 
 With sample weights ``w`` the per-sample terms are weighted and ``n`` becomes
 the total weight ``norm`` (``sum w``); a process that computes a share of a
@@ -15,7 +16,9 @@ to the batch's.
 
 Softmax and the log-sum-exp are shifted by the row maximum and the binary
 cross-entropy uses ``max(u, 0) - t u + log1p(exp(-|u|))``, so logits of any
-finite size give a finite loss and delta and ``log(0)`` never happens.
+finite size give a finite loss and delta and ``log(0)`` never happens. The
+Poisson deviance is summed as ``t (expm1(d) - d)``, ``d = u - log t``, which
+has no cancellation of large terms near a perfect fit.
 """
 
 import math
@@ -25,7 +28,7 @@ from numba import njit
 from ._config import JIT
 from .activations import LEAKY_SLOPE, derivative
 
-CE_LABELS, CE_TARGETS, BCE, MSE = 0, 1, 2, 3
+CE_LABELS, CE_TARGETS, BCE, MSE, POISSON = 0, 1, 2, 3, 4
 
 
 @njit(inline="always", **JIT)
@@ -261,16 +264,59 @@ def mean_squared_error(h, t, w, norm, code, delta):
 
 
 @njit(**JIT)
+def poisson_deviance(u, t, w, norm, delta):
+    """Half Poisson deviance of the means ``exp(u)``, and its delta.
+
+    Parameters
+    ----------
+    u : ndarray of shape (n_samples, n_out)
+        Log-means (the loss owns the exp, as softmax for cross-entropy).
+    t : ndarray of shape (n_samples, n_out)
+        Targets, ``>= 0``.
+    w, norm : sample weights (or empty) and normalizer, as for ``softmax_cross_entropy``.
+    delta : ndarray of shape (n_samples, n_out)
+        Output ``w (exp(U) - T) / norm``; may be ``u`` itself.
+
+    Returns
+    -------
+    float
+        ``(1/norm) sum_q w_q sum [exp(u) - t u + t log t - t]`` (``t log t = 0``
+        at ``t = 0``): 0 for a perfect fit, as scikit-learn's ``poisson_loss``.
+        Summed as ``t (expm1(d) - d)`` with ``d = u - log t`` (``exp(u)`` where
+        ``t = 0``).
+    """
+    n, m = u.shape
+    zero = u.dtype.type(0)
+    inv_norm = 1.0 / norm
+    loss = 0.0
+    for i in range(n):
+        inv_n = _row_factor(w, i, inv_norm, u)
+        row = 0.0
+        for j in range(m):
+            v = u[i, j]
+            y = t[i, j]
+            mu = math.exp(v)
+            if y > zero:
+                d = v - math.log(y)
+                row += y * (math.expm1(d) - d)
+            else:
+                row += mu
+            delta[i, j] = (mu - y) * inv_n
+        loss += _weighted(w, i, row)
+    return loss / norm
+
+
+@njit(**JIT)
 def count_correct(loss_code, out, y, t):
     """Correct predictions in a batch, from the last layer's output.
 
     Cross-entropy: rows whose arg-max matches the label (or the target's
     arg-max); binary cross-entropy: label entries with ``(u > 0) == (t > 0.5)``;
-    mse: 0.
+    regression (mse, Poisson): 0.
     """
     n, m = out.shape
     correct = 0
-    if loss_code == MSE:
+    if loss_code == MSE or loss_code == POISSON:
         return correct
     for i in range(n):
         if loss_code == BCE:
@@ -296,7 +342,8 @@ def count_correct(loss_code, out, y, t):
 def output_delta(loss_code, out, y, t, w, norm, out_code, delta):
     """Dispatch to the fused loss kernel named by ``loss_code``; return the loss.
 
-    ``out`` is the last layer's output (logits for the two cross-entropies),
+    ``out`` is the last layer's output (logits for the two cross-entropies,
+    log-means for Poisson),
     ``y`` the integer labels (``CE_LABELS`` only), ``t`` the float targets
     (every other loss), ``w`` the sample weights (empty for none) and
     ``norm`` the normalizer (see ``softmax_cross_entropy``).
@@ -307,4 +354,6 @@ def output_delta(loss_code, out, y, t, w, norm, out_code, delta):
         return softmax_cross_entropy_targets(out, t, w, norm, delta)
     if loss_code == BCE:
         return sigmoid_binary_cross_entropy(out, t, w, norm, delta)
+    if loss_code == POISSON:
+        return poisson_deviance(out, t, w, norm, delta)
     return mean_squared_error(out, t, w, norm, out_code, delta)

@@ -64,10 +64,10 @@ def assert_close(actual, expected, dtype):
 #
 # A "loss case" names the Network loss and how y is given. ``cross_entropy`` is
 # tested with integer labels and with one-hot targets (two different kernels),
-# ``mse`` with every output activation.
+# ``mse`` with every output activation, ``poisson`` with counts (zeros included).
 
 LOSS_CASES = ("ce_labels", "ce_onehot", "bce",
-              *(f"mse_{name}" for name in ACTIVATION_NAMES))
+              *(f"mse_{name}" for name in ACTIVATION_NAMES), "poisson")
 
 
 def loss_case(case):
@@ -76,6 +76,8 @@ def loss_case(case):
         return "cross_entropy", "identity"
     if case == "bce":
         return "binary_cross_entropy", "identity"
+    if case == "poisson":
+        return "poisson", "identity"
     return "mse", case[len("mse_"):]
 
 
@@ -89,6 +91,8 @@ def make_targets(case, n, n_out, rng):
         return rng.integers(0, 2, (n, n_out)).astype(np.float64)
     if case in ("mse_sigmoid",):
         return rng.uniform(0, 1, (n, n_out))
+    if case == "poisson":
+        return rng.poisson(1.5, (n, n_out)).astype(np.float64)
     return rng.standard_normal((n, n_out))
 
 

@@ -46,7 +46,7 @@ def train(backend, case, dtype, opt_name, epochs=1):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", ["ce_labels", "ce_onehot", "bce", "mse_tanh"])
+@pytest.mark.parametrize("case", ["ce_labels", "ce_onehot", "bce", "mse_tanh", "poisson"])
 @pytest.mark.parametrize("opt_name", OPTIMIZERS)
 def test_one_epoch_same_weights(opt_name, case, dtype):
     (a, a0, ha, X, y), (b, b0, hb, _, _) = (train(be, case, dtype, opt_name) for be in BACKENDS)
@@ -103,7 +103,18 @@ def test_loss_and_gradients_agree(case, dtype):
     assert relative_error(ga, gb) <= bound
 
 
-@pytest.mark.parametrize("case", ["ce_labels", "bce", "mse_sigmoid"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poisson_predicts_the_mean_exp_of_the_last_layer(backend):
+    net = make_net([4, 5, 3], hidden="tanh", case="poisson", backend=backend)
+    X, y = make_problem([4, 5, 3], "poisson", 7)
+    W1, b1, W2, b2 = net.layers[0].W, net.layers[0].b, net.layers[1].W, net.layers[1].b
+    mean = np.exp(np.tanh(X @ W1 + b1) @ W2 + b2)
+    np.testing.assert_allclose(net.predict(X), mean, rtol=1e-12)
+    np.testing.assert_allclose(net.predict_proba(X), mean, rtol=1e-12)
+    assert set(net.evaluate(X, y)) == {"loss"}        # regression: no accuracy
+
+
+@pytest.mark.parametrize("case", ["ce_labels", "bce", "mse_sigmoid", "poisson"])
 def test_predict_and_evaluate_agree(case):
     out = []
     for backend in BACKENDS:
@@ -111,7 +122,7 @@ def test_predict_and_evaluate_agree(case):
         X, y = make_problem([4, 5, 3], case, 7)
         out.append((net.predict(X), net.predict_proba(X), net.evaluate(X, y)))
     (pa, qa, ea), (pb, qb, eb) = out
-    np.testing.assert_array_equal(pa, pb) if case != "mse_sigmoid" else \
+    np.testing.assert_array_equal(pa, pb) if case in ("ce_labels", "bce") else \
         np.testing.assert_allclose(pa, pb, rtol=1e-12)
     np.testing.assert_allclose(qa, qb, rtol=1e-12)
     assert ea.keys() == eb.keys()

@@ -63,6 +63,7 @@ DEPTH3 = [
     (("tanh", "leaky_relu"), "mse_leaky_relu", 7),
     (("sigmoid", "relu"), "mse_sigmoid", 1),
     (("relu", "sigmoid"), "mse_tanh", 7),
+    (("leaky_relu", "tanh"), "poisson", 7),
 ]
 
 

@@ -124,6 +124,9 @@ def test_value_too_large_for_float32():
     ("mse", np.full((6, 3), np.nan), r"y contains NaN or inf"),
     ("mse", np.full((6, 3), np.inf), r"y contains NaN or inf"),
     ("cross_entropy", np.full((6, 3), 1.5), r"targets must lie in \[0, 1\]"),
+    ("poisson", with_value(np.ones((6, 3)), (2, 1), -0.5),
+     r"poisson targets must be >= 0; found -0.5 at index \(2, 1\)"),
+    ("poisson", np.full((6, 3), np.nan), r"y contains NaN or inf"),
 ])
 def test_bad_targets(loss, y, message, backend):
     net = Network([Dense(4, 3)], loss=loss, dtype="float64", backend=backend)
@@ -163,7 +166,7 @@ def test_bad_fit_arguments_change_nothing(net, kwargs, error, message):
     (lambda: Dense(3, 2.5), ValueError, r"n_out must be a positive integer"),
     (lambda: Dense(3, True), ValueError, r"n_out must be a positive integer"),
     (lambda: Network([Dense(3, 2)], loss="hinge"), ValueError,
-     r"unknown loss 'hinge'; valid names: cross_entropy, binary_cross_entropy, mse"),
+     r"unknown loss 'hinge'; valid names: cross_entropy, binary_cross_entropy, mse, poisson"),
     (lambda: Network([Dense(3, 2)], backend="cuda"), ValueError,
      r"unknown backend 'cuda'; valid names: numba, numpy"),
     (lambda: Network([Dense(3, 2)], dtype="float16"), ValueError,
@@ -185,6 +188,8 @@ def test_bad_fit_arguments_change_nothing(net, kwargs, error, message):
      r"'identity' or 'softmax', got 'sigmoid'"),
     (lambda: Network([Dense(4, 3, "softmax")], loss="binary_cross_entropy"), ValueError,
      r"binary_cross_entropy.*'identity' or 'sigmoid', got 'softmax'"),
+    (lambda: Network([Dense(4, 3, "relu")], loss="poisson"), ValueError,
+     r"poisson.*applies exp.*'identity' or 'exp', got 'relu'"),
     (lambda: Network([Dense(4, 3, "softmax")], loss="mse"), ValueError,
      r"'softmax' needs loss 'cross_entropy'"),
     (lambda: Network([Dense(4, 5, "softmax"), Dense(5, 3)]), ValueError,

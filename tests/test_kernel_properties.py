@@ -72,13 +72,19 @@ def test_loss_kernels_match_reference(n, m, dtype, scale, seed):
     labels = rng.integers(0, m, n)
     onehot = np.eye(m, dtype=dtype)[labels]
     t01 = rng.integers(0, 2, (n, m)).astype(dtype)
+    counts = rng.poisson(2.0, (n, m)).astype(dtype)
     u64 = u.astype(np.float64)
-    for kernel, target, (want_loss, want_delta) in (
-            (kl.softmax_cross_entropy, labels, reference.cross_entropy(u64, labels)),
-            (kl.softmax_cross_entropy_targets, onehot, reference.cross_entropy_targets(u64, onehot)),
-            (kl.sigmoid_binary_cross_entropy, t01, reference.binary_cross_entropy(u64, t01))):
-        delta = np.empty_like(u)
-        loss = kernel(u, target, NO_WEIGHTS, float(n), delta)
+    # Log-means within exp's float32 range (|u| of 1e4 would mean exp(1e4)).
+    log_mu = np.clip(u, -30, 30)
+    log_mu64 = log_mu.astype(np.float64)
+    for kernel, logits, target, (want_loss, want_delta) in (
+            (kl.softmax_cross_entropy, u, labels, reference.cross_entropy(u64, labels)),
+            (kl.softmax_cross_entropy_targets, u, onehot,
+             reference.cross_entropy_targets(u64, onehot)),
+            (kl.sigmoid_binary_cross_entropy, u, t01, reference.binary_cross_entropy(u64, t01)),
+            (kl.poisson_deviance, log_mu, counts, reference.poisson_deviance(log_mu64, counts))):
+        delta = np.empty_like(logits)
+        loss = kernel(logits, target, NO_WEIGHTS, float(n), delta)
         assert np.isfinite(loss) and np.isfinite(delta).all()
         close(delta, want_delta, dtype)
         # The loss is accumulated in float64, but float32 inputs carry ulp(|u|).

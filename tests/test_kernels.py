@@ -307,6 +307,32 @@ def test_mean_squared_error(dtype, shape, act, rng):
     assert_close(delta, delta_ref, dtype)
 
 
+@pytest.mark.parametrize("shape", LOSS_SHAPES)
+@pytest.mark.parametrize("in_place", [False, True], ids=["out", "inplace"])
+def test_poisson_deviance(dtype, shape, in_place, rng):
+    u = draw(rng, shape, dtype, 2.0)
+    u[0, 0] = 30.0  # a mean of 1e13, and a target of 0 (the exp(u) branch)
+    t = rng.poisson(2.0, shape).astype(dtype)
+    t[0, 0] = 0
+    t[-1, -1] = 7
+    loss_ref, delta_ref = reference.poisson_deviance(f64(u), f64(t))
+    delta = u if in_place else np.full(shape, np.nan, dtype)
+    loss = kl.poisson_deviance(u, t, NO_WEIGHTS, float(u.shape[0]), delta)
+    assert_close(loss, loss_ref, dtype)
+    assert_close(delta, delta_ref, dtype)
+
+
+def test_poisson_deviance_is_zero_at_a_perfect_fit(dtype):
+    """exp(u) = t: every term vanishes (no large terms cancelling to rounding noise)."""
+    t = np.array([[1.0, 3.0, 1e6], [0.5, 20.0, 1e-3]], dtype)
+    u = np.log(t.astype(np.float64)).astype(dtype)
+    delta = np.empty_like(u)
+    loss = kl.poisson_deviance(u, t, NO_WEIGHTS, float(u.shape[0]), delta)
+    # Only the rounding of u = log t remains: t * d^2 / 2 with |d| <= ulp(u).
+    d = np.spacing(np.abs(u).astype(dtype)).astype(np.float64)
+    assert 0 <= loss <= (t * d * d).sum() + 1e-300
+
+
 # ---- optimizers: every code, several steps, non-default hyperparameters ---------
 
 OPTIMIZERS = {
@@ -363,11 +389,12 @@ NETS = {
     "2layer_ce": ([5, 7, 3], ["relu", "identity"], "ce_labels"),
     "3layer_ce_targets": ([4, 3, 5, 2], ["tanh", "leaky_relu", "identity"], "ce_onehot"),
     "3layer_bce": ([1, 5, 3, 3], ["sigmoid", "relu", "identity"], "bce"),
+    "2layer_poisson": ([3, 6, 2], ["tanh", "identity"], "poisson"),
 }
 LOSS_CODES = {"mse": kl.MSE, "ce_labels": kl.CE_LABELS, "ce_onehot": kl.CE_TARGETS,
-              "bce": kl.BCE}
+              "bce": kl.BCE, "poisson": kl.POISSON}
 REF_LOSS = {"mse": "mse", "ce_labels": "cross_entropy", "ce_onehot": "cross_entropy",
-            "bce": "binary_cross_entropy"}
+            "bce": "binary_cross_entropy", "poisson": "poisson"}
 
 
 def flat_net(widths, acts, dtype, rng):
@@ -389,6 +416,8 @@ def problem(case, n, widths, dtype, rng):
         targets = np.eye(m, dtype=dtype)[rng.integers(0, m, n)]
     elif case == "bce":
         targets = rng.integers(0, 2, (n, m)).astype(dtype)
+    elif case == "poisson":
+        targets = rng.poisson(1.5, (n, m)).astype(dtype)
     else:
         targets = draw(rng, (n, m), dtype)
     return x, labels, targets
@@ -486,7 +515,7 @@ TRAIN_OPTIMIZERS = ["sgd", "sgd_momentum", "adam", "rmsprop_momentum"]
 
 
 @pytest.mark.parametrize("opt_name", TRAIN_OPTIMIZERS)
-@pytest.mark.parametrize("case", ["ce_labels", "ce_onehot", "bce", "mse_tanh"])
+@pytest.mark.parametrize("case", ["ce_labels", "ce_onehot", "bce", "mse_tanh", "poisson"])
 def test_train_steps_match_reference_loop(dtype, opt_name, case, rng):
     """One epoch of ``fit`` (numba backend, no shuffle) equals a hand-rolled numpy loop.
 

@@ -88,8 +88,9 @@ def _expected_failed_checks(estimator):
 
 
 @parametrize_with_checks(
-    [MLPClassifier(hidden_layer_sizes=(32,), max_iter=100, random_state=0),
-     MLPRegressor(hidden_layer_sizes=(32,), max_iter=100, random_state=0)],
+    [Estimator(hidden_layer_sizes=(32,), max_iter=100, random_state=0, **options)
+     for options in ({}, {"dtype": "float32"}, {"solver": "lbfgs"})
+     for Estimator in (MLPClassifier, MLPRegressor)],
     expected_failed_checks=_expected_failed_checks, xfail_strict=False)
 def test_estimator_checks(estimator, check):
     check(estimator)
@@ -218,6 +219,194 @@ def test_l2_penalty_matches_sklearn_up_to_bias_decay(digits):
     assert error < 0.2 * effect
 
 
+# ---- L-BFGS --------------------------------------------------------------------------
+
+def _relative_error(ours, theirs):
+    """Worst ``max|a - b| / max|b|`` over coefs_ and intercepts_."""
+    return max(np.abs(a - b).max() / np.abs(b).max()
+               for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_))
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+@pytest.mark.parametrize("kind", ["multiclass", "binary strings", "multilabel",
+                                  "regression 1-D", "regression 2-D"])
+def test_lbfgs_matches_sklearn(digits, kind, activation):
+    """30 L-BFGS iterations over fastnn's loss and gradient land where scikit-learn's do."""
+    X, y = _small(digits)
+    y = _targets(kind, y, X)
+    Ours, Theirs = (MLPRegressor, SkMLPRegressor) if kind.startswith("regression") else \
+        (MLPClassifier, SkMLPClassifier)
+    params = dict(hidden_layer_sizes=(16, 8), solver="lbfgs", alpha=1e-3, max_iter=30,
+                  activation=activation, random_state=1)
+    with warnings.catch_warnings(record=True) as ours_warned:
+        warnings.simplefilter("always")
+        ours = Ours(**params).fit(X, y)
+    with warnings.catch_warnings(record=True) as theirs_warned:
+        warnings.simplefilter("always")
+        theirs = Theirs(**params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 30
+    assert _relative_error(ours, theirs) <= 1e-6
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+    # scikit-learn keeps no loss curve (nor the other sgd/adam attributes) for lbfgs.
+    for name in ("loss_curve_", "best_loss_", "validation_scores_"):
+        assert hasattr(ours, name) == hasattr(theirs, name) == False  # noqa: E712
+    assert [str(w.message) for w in ours_warned] == [str(w.message) for w in theirs_warned]
+    assert ours.t_ == theirs.t_ == 0
+    if Ours is MLPRegressor:
+        expected = theirs.predict(X)
+        np.testing.assert_allclose(ours.predict(X), expected, rtol=1e-6,
+                                   atol=1e-6 * np.abs(expected).max())
+    else:
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("max_fun", [5, 20])
+def test_lbfgs_max_fun_stops_as_sklearn(digits, max_fun):
+    X, y = _small(digits)
+    params = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100, max_fun=max_fun,
+                  random_state=0)
+    fits = []
+    for Estimator in (MLPClassifier, SkMLPClassifier):
+        with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+            fits.append(Estimator(**params).fit(X, y))
+    ours, theirs = fits
+    assert ours.n_iter_ == theirs.n_iter_ < 100
+    assert _relative_error(ours, theirs) <= 1e-6
+
+
+def test_lbfgs_warm_start_continues_as_sklearn(digits):
+    X, y = _small(digits)
+    params = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=10, warm_start=True,
+                  random_state=0)
+    ours, theirs = MLPClassifier(**params), SkMLPClassifier(**params)
+    for _ in range(2):
+        ours.fit(X, y)
+        theirs.fit(X, y)
+        assert ours.n_iter_ == theirs.n_iter_ == 10
+    assert _relative_error(ours, theirs) <= 1e-6
+
+
+def test_lbfgs_keeps_float32(digits):
+    """float32 X trains a float32 network (scikit-learn's lbfgs hands back float64 coefs_)."""
+    X, y = _small(digits, 300)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=60,
+                        random_state=0).fit(X.astype(np.float32), y)
+    assert all(a.dtype == np.float32 for a in clf.coefs_ + clf.intercepts_)
+    assert clf.score(X.astype(np.float32), y) > 0.98
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_partial_fit_unavailable_for_lbfgs(Estimator):
+    assert not hasattr(Estimator(solver="lbfgs"), "partial_fit")
+    assert hasattr(Estimator(solver="sgd"), "partial_fit")
+    assert hasattr(Estimator(), "partial_fit")
+    with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as error:
+        Estimator(solver="lbfgs").partial_fit  # noqa: B018
+    assert "only available for stochastic optimizers" in str(error.value.__cause__)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary strings", "regression 2-D"])
+def test_loss_grad_lbfgs_is_sklearns(digits, kind):
+    """The private _loss_grad_lbfgs: same value and gradient, in scikit-learn's packing."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    X, y = _small(digits, 40)
+    y = _targets(kind, y, X)
+    regression = kind.startswith("regression")
+    Ours, Theirs = (MLPRegressor, SkMLPRegressor) if regression else \
+        (MLPClassifier, SkMLPClassifier)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", alpha=0.1, max_iter=3,
+                  activation="tanh", random_state=0)
+    ours, theirs = Ours(**params).fit(X, y), Theirs(**params).fit(X, y)
+    Y = y if regression else LabelBinarizer().fit_transform(y)
+    packed = np.random.default_rng(0).uniform(
+        -0.3, 0.3, sum(W.size + b.size for W, b in zip(theirs.coefs_, theirs.intercepts_)))
+    n_layers = theirs.n_layers_ - 1
+    buffers = dict(activations=[X] + [None] * n_layers, deltas=[None] * n_layers,
+                   coef_grads=[None] * n_layers, intercept_grads=[None] * n_layers)
+    their_loss, their_grad = theirs._loss_grad_lbfgs(packed, X, Y, None, **buffers)
+    coef_grads, intercept_grads = [None] * n_layers, [None] * n_layers
+    loss, grad = ours._loss_grad_lbfgs(packed, X, Y, None, None, None, coef_grads,
+                                       intercept_grads)
+    assert loss == pytest.approx(their_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, their_grad, rtol=1e-10, atol=1e-14)
+    for a, b in zip(coef_grads + intercept_grads,
+                    buffers["coef_grads"] + buffers["intercept_grads"]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    # Like scikit-learn, the call leaves the packed parameters in the model.
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- Poisson loss ----------------------------------------------------------------------
+
+def _counts(X, n_outputs):
+    """Poisson counts whose log-means are linear in X."""
+    rng = np.random.default_rng(3)
+    log_mean = X @ rng.uniform(-0.05, 0.1, (X.shape[1], n_outputs)) - 1.0
+    y = rng.poisson(np.exp(log_mean)).astype(np.float64)
+    return y[:, 0] if n_outputs == 1 else y
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_poisson_matches_sklearn(digits, solver, n_outputs):
+    X, _ = _small(digits)
+    y = _counts(X, n_outputs)
+    params = dict(loss="poisson", hidden_layer_sizes=(8,), activation="tanh", solver=solver,
+                  random_state=0)
+    if solver == "lbfgs":
+        params.update(alpha=1e-3, max_iter=30)
+    else:
+        params.update(alpha=0.0, learning_rate_init=0.01, batch_size=40, max_iter=5)
+    ours, theirs = MLPRegressor(**params).fit(X, y), SkMLPRegressor(**params).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_ == params["max_iter"]
+    if solver == "lbfgs":
+        assert _relative_error(ours, theirs) <= 1e-6
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6)
+    else:
+        _assert_same_fit(ours, theirs, **EXACT)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), **EXACT)
+    assert (ours.predict(X) > 0).all()
+
+
+def test_poisson_lbfgs_pickles(digits):
+    X, _ = _small(digits, 80)
+    reg = MLPRegressor(loss="poisson", solver="lbfgs", hidden_layer_sizes=(4,), max_iter=20,
+                       random_state=0).fit(X, _counts(X, 2))
+    copy = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(copy.predict(X), reg.predict(X))
+    assert copy._net.loss.name == "poisson" and not hasattr(copy, "partial_fit")
+
+
+def test_poisson_refuses_negative_targets(digits):
+    X, _ = _small(digits, 50)
+    y = _counts(X, 1)
+    y[7] = -1.0
+    reg = MLPRegressor(loss="poisson")
+    with pytest.raises(ValueError, match=r"loss='poisson' needs y >= 0.*1 negative"):
+        reg.fit(X, y)
+    assert not hasattr(reg, "coefs_")
+    with pytest.raises(ValueError, match="The 'loss' parameter"):
+        MLPRegressor(loss="absolute_error").fit(X, np.abs(y))
+
+
+@pytest.mark.parametrize("Ours, Theirs", [(MLPClassifier, SkMLPClassifier),
+                                         (MLPRegressor, SkMLPRegressor)], ids=["clf", "reg"])
+def test_signature_is_sklearns(Ours, Theirs):
+    """The same parameters, in the same order (the regressor's loss first), plus two."""
+    import inspect
+
+    ours = list(inspect.signature(Ours).parameters.items())
+    theirs = list(inspect.signature(Theirs).parameters.items())
+    assert [name for name, _ in ours] == [name for name, _ in theirs] + ["dtype", "threads"]
+    for (name, ours_p), (_, theirs_p) in zip(ours, theirs):
+        assert ours_p.kind == theirs_p.kind and ours_p.default == theirs_p.default, name
+    assert Ours().get_params().keys() == Theirs().get_params().keys() | {"dtype", "threads"}
+
+
 def test_adam_close_to_sklearn(digits):
     """Adam differs only in where epsilon enters (PyTorch's form vs scikit-learn's)."""
     X, y = _small(digits, 300)
@@ -298,6 +487,29 @@ def test_regressor_output_shapes(digits, kind):
     assert reg.score(X, y) > 0.8
 
 
+@pytest.mark.parametrize("Ours, Theirs", [(MLPClassifier, SkMLPClassifier),
+                                         (MLPRegressor, SkMLPRegressor)], ids=["clf", "reg"])
+@pytest.mark.parametrize("x_dtype, dtype, expected", [
+    (np.float64, None, np.float64), (np.float32, None, np.float32), (np.int64, None, np.float64),
+    (np.float64, "float32", np.float32), (np.float32, "float64", np.float64)])
+def test_dtype_follows_X_unless_given(digits, Ours, Theirs, x_dtype, dtype, expected):
+    """By default coefs_ and outputs keep float32 X's dtype, else float64, as scikit-learn."""
+    X, y = _small(digits, 100)
+    X = (X * 16).astype(x_dtype)
+    params = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    ours = Ours(dtype=dtype, **params).fit(X, y)
+    assert all(a.dtype == expected for a in ours.coefs_ + ours.intercepts_)
+    # Outputs in the wider of the network's dtype and X's (as X @ coefs_ would be).
+    wider = np.result_type(expected, np.float32 if x_dtype == np.float32 else np.float64)
+    out = ours.predict(X) if Ours is MLPRegressor else ours.predict_proba(X)
+    assert out.dtype == wider
+    if dtype is None:
+        theirs = Theirs(**params).fit(X, y)
+        assert theirs.coefs_[0].dtype == expected
+        their_out = theirs.predict(X) if Ours is MLPRegressor else theirs.predict_proba(X)
+        assert their_out.dtype == out.dtype
+
+
 def test_assigned_coefs_are_used(digits):
     X, y = _small(digits, 100)
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
@@ -323,7 +535,8 @@ def test_convergence_warning_only_at_max_iter(digits):
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(solver="lbfgs"), "lbfgs"),
+    (dict(solver="newton"), "solver"),
+    (dict(max_fun=0), "max_fun"),
     (dict(activation="softmax"), "activation"),
     (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes"),
     (dict(alpha=-1.0), "alpha"),
@@ -352,12 +565,98 @@ def test_partial_fit_needs_classes_first(digits):
         MLPRegressor(early_stopping=True).partial_fit(X, y.astype(float))
 
 
-def test_divergence_is_a_value_error(digits):
+@pytest.mark.parametrize("dtype, scale", [("float32", 1e3), (None, 1e50)])
+def test_divergence_is_scikit_learns_value_error(digits, dtype, scale):
     X, y = _small(digits, 50)
-    reg = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.5,
-                       max_iter=50, random_state=0)
-    with pytest.raises(ValueError, match="non-finite"):
-        reg.fit(X * 1e3, y * 1e6)
+    params = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.5, max_iter=50,
+                  random_state=0)
+    message = "Solver produced non-finite parameter weights"
+    with pytest.raises(ValueError, match=message):
+        MLPRegressor(dtype=dtype, **params).fit(X * scale, y * scale ** 2)
+    if dtype is None:                     # float64, like scikit-learn: it diverges too
+        with pytest.raises(ValueError, match=message), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            SkMLPRegressor(**params).fit(X * scale, y * scale ** 2)
+
+
+def test_diverging_with_early_stopping_behaves_as_sklearn():
+    """No error: NaN validation scores from the divergence on, the best weights restored."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=20, activation="identity", solver="sgd", alpha=0.0,
+                  learning_rate_init=1.0, max_iter=12, early_stopping=True,
+                  n_iter_no_change=10, random_state=0)
+    fits = []
+    for Estimator in (MLPRegressor, SkMLPRegressor):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fits.append(Estimator(**params).fit(X, y))
+    ours, theirs = fits
+    assert ours.n_iter_ == theirs.n_iter_ == 12
+    scores, their_scores = np.array(ours.validation_scores_), np.array(theirs.validation_scores_)
+    np.testing.assert_array_equal(np.isnan(scores), np.isnan(their_scores))
+    assert np.isnan(scores).sum() >= 5 and isinstance(ours.validation_scores_[-1], float)
+    finite = ~np.isnan(scores)
+    np.testing.assert_allclose(scores[finite], their_scores[finite], rtol=1e-6)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_, rel=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **EXACT)
+
+
+@pytest.mark.parametrize("options", [dict(solver="sgd"),
+                                     dict(solver="sgd", learning_rate="invscaling"),
+                                     dict(solver="sgd", learning_rate="adaptive", tol=0.5),
+                                     dict(solver="adam")], ids=repr)
+def test_optimizer_learning_rate_is_sklearns(digits, options):
+    """``_optimizer.learning_rate`` holds what scikit-learn's optimizers hold there."""
+    X, y = _small(digits, 100)
+    params = dict(hidden_layer_sizes=(8,), max_iter=30, random_state=0, warm_start=True,
+                  **options)
+    ours, theirs = MLPClassifier(**params), SkMLPClassifier(**params)
+    for _ in range(2):
+        ours.fit(X, y)
+        theirs.fit(X, y)
+        assert ours._optimizer.learning_rate == pytest.approx(
+            theirs._optimizer.learning_rate, rel=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+def test_partial_fit_from_coefs_set_by_hand_is_sklearns():
+    """coefs_/intercepts_ assigned before any fit are trained from (scikit-learn's test_fit)."""
+    X = np.array([[0.6, 0.8, 0.7], [0.1, 0.5, 0.3]])
+    y = np.array([0, 1])
+    coefs = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]]), np.array([[0.1], [0.2]])]
+    intercepts = [np.array([0.1, 0.1]), np.array([1.0])]
+    fits = []
+    for Estimator in (MLPClassifier, SkMLPClassifier):
+        mlp = Estimator(solver="sgd", learning_rate_init=0.1, alpha=0.0, activation="logistic",
+                        random_state=1, max_iter=1, hidden_layer_sizes=2, momentum=0)
+        mlp.coefs_ = [c.copy() for c in coefs]
+        mlp.intercepts_ = [b.copy() for b in intercepts]
+        mlp.n_outputs_, mlp.n_layers_, mlp.n_features_in_ = 1, 3, 3
+        mlp.out_activation_ = "logistic"
+        mlp.n_iter_, mlp.t_, mlp.best_loss_, mlp.loss_curve_ = 0, 0, np.inf, []
+        mlp._no_improvement_count = 0
+        for _ in range(3):
+            mlp.partial_fit(X, y, classes=[0, 1])
+        fits.append(mlp)
+    ours, theirs = fits
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **EXACT)
+    assert not np.allclose(ours.coefs_[0], coefs[0])            # it did train
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), **EXACT)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, **EXACT)
+
+
+def test_stratified_split_error_names_labels_as_sklearn():
+    X, y = [[1, 2], [2, 3], [3, 4], [4, 5]], [0, 0, 0, 1]
+    messages = []
+    for Estimator in (MLPClassifier, SkMLPClassifier):
+        with pytest.raises(ValueError) as error:
+            Estimator(early_stopping=True).fit(X, y)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "['True']" in messages[0]
 
 
 def test_importing_fastnn_does_not_import_sklearn():
