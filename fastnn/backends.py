@@ -1,7 +1,7 @@
 """The two backends: numba kernels, and the pure-numpy reference.
 
 Both see the network the same way: a flat parameter vector ``theta`` (see
-``fastnn.kernels.training``), the widths ``sizes``, and per layer the
+``fastnn.kernels.step``), the widths ``sizes``, and per layer the
 activation as the kernels apply it (identity on a fused-loss output layer).
 """
 
@@ -9,9 +9,14 @@ import numpy as np
 
 from . import reference
 from .data import NO_WEIGHTS, DataError, bad_label_error, bad_value_error
+from . import data as _data
+from ._threads import team
 from .kernels import gather as _kg
 from .kernels import losses as _kl
-from .kernels import training as _kt
+from .kernels import optimizers as _ko
+from .kernels import step as _ks
+from .kernels import team as _kteam
+from .kernels import forward as _kt
 
 
 class NumbaBackend:
@@ -40,50 +45,100 @@ class NumbaBackend:
         out = np.empty((n, spec.sizes[-1]), spec.dtype)
         status = np.zeros(1, np.int64)
         scale, offset, rescale = _rescale_args(spec)
-        ok = _kt.predict_raw(src.bytes, src.kind, scale, offset, rescale, theta, spec.sizes,
-                             spec.codes, hbuf, xbuf, cap, out, status)
+        ok = _kt.predict_raw(src.bytes, src.bytes.reshape(-1), src.kind, scale, offset, rescale,
+                             theta, spec.sizes, spec.codes, tile_plan(spec.sizes)[0], hbuf,
+                             xbuf.reshape(-1), cap, out, status)
         return out, ok, int(status[0])
 
     def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code, step=0,
                            weights=None):
-        hbuf, dbuf = self._work(spec, X.shape[0])
-        grad = np.zeros_like(theta)
-        w = NO_WEIGHTS if weights is None else weights
-        loss = _kt.loss_and_gradients(X, labels, targets, w, theta, spec.sizes, spec.codes,
-                                      loss_code, hbuf, dbuf, X.shape[0], grad, spec.rates,
-                                      spec.seed, step)
-        return loss, grad
+        """One step of the training kernel over all of ``X``, with no update."""
+        n = X.shape[0]
+        hbuf, dbuf = self._work(spec, n)
+        grad = np.zeros(theta.size + 1, spec.dtype)
+        w = NO_WEIGHTS if weights is None else _writable(weights, np.float64)
+        yb = _writable(labels, np.int64) if loss_code == _kl.CE_LABELS else np.zeros(n, np.int64)
+        tb = np.zeros((n, spec.sizes[-1]), spec.dtype) if loss_code == _kl.CE_LABELS \
+            else _writable(targets, spec.dtype)
+        X = _writable(X, spec.dtype)
+        empty = _data.empty_source(np.float32, 1)
+        losses, correct, status = np.zeros(1), np.zeros(1, np.int64), np.zeros(3, np.int64)
+        done = _ks.train_steps(
+            0, 1, np.zeros(_kteam.TEAM_STATE_SIZE, np.int64), np.zeros(_ks.SLOT, np.int64),
+            empty.bytes, empty.kind, empty.bytes, empty.kind, 1.0, 0.0, False, False, w,
+            np.arange(n), n, 0, 1, theta, spec.sizes, spec.codes, spec.rates, spec.seed,
+            loss_code, *tile_plan(spec.sizes), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
+            grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), yb, tb.reshape(-1),
+            w if w.shape[0] else np.empty(n), True,
+            losses, correct, 0, 1, np.zeros(4, np.int64), status)
+        return (losses[0] if done else np.nan), grad[:theta.size]
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
-                    step_losses, step_correct, strategy):
-        key = (batch_size, spec.dtype, tuple(spec.sizes), strategy.size > 1)
+                    step_losses, step_correct, strategy, n_workers=1):
+        key = (batch_size, spec.dtype, tuple(spec.sizes), strategy.size > 1, n_workers)
         buffers = self._train_buffers.get(key)
         if buffers is None:
             hbuf, dbuf = self._work(spec, batch_size)
             grad = np.empty(theta.size + 1, spec.dtype)
             buffers = (hbuf, dbuf, grad,
                        np.empty_like(grad) if strategy.size > 1 else grad,
-                       np.empty((batch_size, spec.sizes[0]), spec.dtype),
+                       np.empty(batch_size * spec.sizes[0], spec.dtype),
                        np.empty(batch_size, np.int64),
-                       np.empty((batch_size, spec.sizes[-1]), spec.dtype),
-                       np.empty(batch_size, np.float64), np.zeros(3, np.int64))
+                       np.empty(batch_size * spec.sizes[-1], spec.dtype),
+                       np.empty(batch_size, np.float64), np.zeros(3, np.int64),
+                       np.zeros(_kteam.TEAM_STATE_SIZE, np.int64),
+                       np.zeros(_ks.SLOT * n_workers, np.int64), *tile_plan(spec.sizes))
             self._train_buffers = {key: buffers}
-        hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status = buffers
+        hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status, team_state, shared, ftiles, btiles = \
+            buffers
         state = optimizer.state
         rank, size, *mpi = strategy.kernel_args(spec.dtype)
+        mpi = np.array(mpi, np.int64)
         scale, offset, rescale = _rescale_args(spec)
-        completed = _kt.train_steps(
-            data.X.bytes, data.X.kind, data.y.bytes, data.y.kind, scale, offset, rescale,
-            data.mapped, data.weights, perm, batch_size, step_begin, step_end, theta,
-            spec.sizes, spec.codes, spec.rates, spec.seed, data.code, optimizer.code,
-            optimizer.hyper_array(), state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
-            dbuf, xb, yb, tb, wb, step_losses, step_correct, rank, size,
-            np.array(mpi, np.int64), status)
+        hyper = optimizer.hyper_array()
+
+        def call(worker):
+            return _ks.train_steps(
+                worker, n_workers, team_state, shared,
+                data.X.bytes, data.X.kind, data.y.bytes, data.y.kind, scale, offset, rescale,
+                data.mapped, data.weights, perm, batch_size, step_begin, step_end, theta,
+                spec.sizes, spec.codes, spec.rates, spec.seed, data.code, ftiles, btiles,
+                optimizer.code, hyper, state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
+                dbuf, xb, yb, tb, wb, False, step_losses, step_correct, rank, size, mpi, status)
+
+        completed = team().run(n_workers, call)
         if completed < step_end - step_begin:
             _raise_input_error(spec, data, strategy, int(status[0]), int(status[1]),
                                int(status[2]))
         return completed
 
+
+#: Tiles of a layer's output columns (forward) and of its input units
+#: (backward): about this many columns or units each, at most MAX_TILES.
+FORWARD_TILE = 64
+BACKWARD_TILE = 128
+MAX_TILES = 16
+
+
+def tile_plan(sizes):
+    """``(ftiles, btiles)``: how the step cuts each layer's products (int64 arrays).
+
+    A function of the widths only, never of the number of threads, so every
+    team size computes the same tiles, and the same bits.
+    """
+    sizes = np.asarray(sizes, np.int64)
+    ftiles = np.clip(sizes[1:] // FORWARD_TILE, 1, MAX_TILES)
+    btiles = np.clip(sizes[:-1] // BACKWARD_TILE, 1, MAX_TILES)
+    return ftiles.astype(np.int64), btiles.astype(np.int64)
+
+
+def _writable(array, dtype):
+    """``array`` as a writable C-contiguous array of ``dtype`` (a copy only when needed).
+
+    numba compiles read-only arrays as a type of their own: the kernels get writable ones.
+    """
+    array = np.ascontiguousarray(array, dtype)
+    return array if array.flags.writeable else array.copy()
 
 
 def _rescale_args(spec):
@@ -101,14 +156,14 @@ def raise_zero_weight(step):
 
 def _raise_input_error(spec, data, strategy, reason, step, index):
     """Raise the error for bad input that stopped the steps (on every process)."""
-    if reason == _kt.STOP_ZERO_WEIGHT:
+    if reason == _ks.STOP_ZERO_WEIGHT:
         raise_zero_weight(step)
-    if reason not in (_kt.STOP_BAD_X, _kt.STOP_BAD_Y, _kt.STOP_PEER_BAD_INPUT):
+    if reason not in (_ks.STOP_BAD_X, _ks.STOP_BAD_Y, _ks.STOP_PEER_BAD_INPUT):
         return                               # non-finite: the epoch runner rolls back
     with strategy.collective():              # the process that read it raises first
-        if reason == _kt.STOP_BAD_X:
+        if reason == _ks.STOP_BAD_X:
             raise bad_value_error(data.X, index, spec.dtype)
-        if reason == _kt.STOP_BAD_Y:
+        if reason == _ks.STOP_BAD_Y:
             if data.code == _kl.CE_LABELS:
                 raise bad_label_error(data.y, index, int(spec.sizes[-1]))
             raise bad_value_error(data.y, index, spec.dtype, name="y")
@@ -142,7 +197,7 @@ class NumpyBackend:
         return self._loss_and_grad(spec, theta, X, y, step, weights)
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
-                    step_losses, step_correct, strategy):
+                    step_losses, step_correct, strategy, n_workers=1):
         code = data.code
         labels = code == _kl.CE_LABELS
         weighted = data.weights.shape[0] > 0

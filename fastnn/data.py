@@ -85,10 +85,10 @@ def _writable_bytes(array):
     """
     n = array.shape[0]
     row = array.shape[1] * array.itemsize if array.ndim == 2 else array.itemsize
-    if array.flags.writeable:
-        return array.reshape(n, -1).view(np.uint8).reshape(n, row)
     if array.nbytes == 0:
         return np.zeros((n, row), np.uint8)
+    if array.flags.writeable:
+        return array.reshape(n, -1).view(np.uint8).reshape(n, row)
     buffer = (ctypes.c_uint8 * array.nbytes).from_address(array.ctypes.data)
     return np.frombuffer(buffer, dtype=np.uint8).reshape(n, row)
 

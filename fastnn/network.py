@@ -6,13 +6,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._threads import blas_threads, check_threads
+from ._threads import ThreadChoice, blas_threads, check_threads
 from . import data as _data
 from . import reference, training
 from .activations import ACTIVATIONS
 from .backends import get_backend
 from .kernels import losses as _kl
-from .kernels import training as _kt
+from .kernels import forward as _kt
 from .layers import Dense, Dropout, Rescaling
 from .losses import get_loss
 from .optimizers import SGD, Optimizer
@@ -57,7 +57,11 @@ class Network:
     backend : {"numba", "numpy"}
         The numba kernels, or the pure-numpy reference of the same math.
     threads : int or None
-        BLAS threads during fit/predict; None keeps the BLAS default.
+        Threads of a training step (fastnn's own, each calling single-threaded
+        BLAS on its tiles; results do not depend on the number). None: the
+        number that is fastest now, measured during training and re-checked
+        as it goes (up to the cores this process may use). predict uses the
+        BLAS library's threads, capped at ``threads`` when given.
 
     Attributes
     ----------
@@ -221,6 +225,13 @@ class Network:
             raise ValueError(f"expected {self.n_params} parameters, got shape {theta.shape}")
         self._sync_params()
         self._theta[...] = theta
+
+    def _thread_choice(self):
+        """The :class:`fastnn._threads.ThreadChoice` of this network's training (kept across fits)."""
+        choice = getattr(self, "_choice", None)
+        if choice is None or choice.pinned != self.threads:
+            choice = self._choice = ThreadChoice(pinned=self.threads)
+        return choice
 
     # ---- input checking --------------------------------------------------
 
@@ -583,7 +594,7 @@ class Network:
             checkpoint_every = _check_int("checkpoint_every", checkpoint_every, minimum=1)
         previous, self.optimizer = self.optimizer, optimizer
         try:
-            with blas_threads(self.threads):
+            with blas_threads(1):               # fastnn's own threads call BLAS (kernels.step)
                 return training.fit(self, data, epochs=epochs, batch_size=batch_size,
                                     optimizer=optimizer, shuffle=shuffle, verbose=verbose,
                                     validation=validation, callbacks=list(callbacks),

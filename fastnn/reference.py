@@ -156,7 +156,7 @@ def count_correct(loss, out, y):
 def layer_views(flat, sizes):
     """Views ``(Ws, bs)`` of every layer in a flat parameter (or gradient) vector.
 
-    The layout of ``fastnn.kernels.training``: layer by layer, ``W_l`` row-major
+    The layout of ``fastnn.kernels.step``: layer by layer, ``W_l`` row-major
     of shape ``(sizes[l], sizes[l+1])``, then ``b_l``.
     """
     Ws, bs, offset = [], [], 0

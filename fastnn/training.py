@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import data as _data
-from .kernels import training as _kt
+from .kernels import forward as _kt
 from .progress import Progress
 
 
@@ -154,7 +154,7 @@ def _fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validati
     steps = -(-data.n // batch_size)
     if data.X.mapped:
         _data.advise(data.X.array, "random" if shuffle is True else "normal")
-    run = EpochRunner(net, data, batch_size, steps, optimizer, strategy)
+    run = EpochRunner(net, data, batch_size, steps, optimizer, strategy, net._thread_choice())
     progress = Progress(verbose if strategy.writer else 0, epochs)
     net.stop_training = False
     net.history = history
@@ -248,19 +248,24 @@ def metrics(net, data, strategy):
 
 
 class EpochRunner:
-    """Runs one epoch's steps through the backend, with progress and rollback.
+    """Runs one epoch's steps through the backend in timed blocks, with progress and rollback.
 
-    The backend runs many steps per call. Before each call the parameters and
-    optimizer state are copied; if the call stops on a non-finite forward
-    pass or leaves non-finite weights, the copy is restored and the steps are
-    replayed one at a time (the kernels are deterministic) to find the failing
-    step, whose update is then undone: the network ends on the last finite
-    weights. Under a distributed strategy every process takes the same
-    decisions at the same steps (calls are as long on every process).
+    The backend runs a block of steps per call, on as many threads as
+    ``net``'s :class:`fastnn._threads.ThreadChoice` says (each block is
+    timed, so the choice follows the machine's load; the results do not
+    depend on it). The parameters and optimizer state are copied at the
+    start of the epoch. A block stops at a step whose forward pass or loss is
+    not finite; if the weights (or the optimizer state) are then not finite,
+    or are not at the end of the epoch, the copy is restored and the steps
+    are replayed one at a time (the kernels are deterministic) to find the
+    first step after which they are not, whose update is then undone: the
+    network ends on the last finite weights. Under a distributed strategy
+    every process makes calls of the same length (rank 0's) and takes the
+    same decisions at the same steps.
     """
 
-    def __init__(self, net, data, batch_size, steps, optimizer, strategy):
-        self.net, self.data, self.strategy = net, data, strategy
+    def __init__(self, net, data, batch_size, steps, optimizer, strategy, choice):
+        self.net, self.data, self.strategy, self.choice = net, data, strategy, choice
         self.batch_size, self.steps, self.optimizer = batch_size, steps, optimizer
         self.theta = net._theta
         self.step_losses = np.empty(steps, np.float64)
@@ -268,11 +273,11 @@ class EpochRunner:
         self.weights = np.full(steps, batch_size, np.float64)
         self.weights[-1] = data.n - (steps - 1) * batch_size
 
-    def _call(self, perm, begin, end):
+    def _call(self, perm, begin, end, threads=1):
         completed = self.net.backend.train_steps(
             self.net._spec, self.theta, self.data, perm, self.batch_size, begin, end,
             self.optimizer, self.step_losses[begin:], self.step_correct[begin:],
-            self.strategy)
+            self.strategy, threads)
         self.optimizer.state["t"] += completed
         return completed
 
@@ -292,29 +297,44 @@ class EpochRunner:
 
     def epoch(self, perm, progress, start):
         """Run every step; return None, or the index of the step that failed."""
+        snap = self._snapshot()
         done = 0
-        per_call = 1 if progress.wants_updates else self.steps
-        per_call = self.strategy.agree(per_call)
+        shown = start
         while done < self.steps:
+            threads, seconds = self.choice.next()
+            per_call = self.strategy.agree(self.choice.steps_for(threads, seconds))
             stop = min(self.steps, done + per_call)
-            snap = self._snapshot()
-            if self._call(perm, done, stop) < stop - done or not self._finite():
-                self._restore(snap)
-                for step in range(done, stop):
-                    snap = self._snapshot()
-                    if self._call(perm, step, step + 1) < 1 or not self._finite():
-                        self._restore(snap)
-                        return step
+            began = time.perf_counter()
+            completed = self._call(perm, done, stop, threads)
+            self.choice.record(threads, time.perf_counter() - began, completed)
+            if completed < stop - done:
+                if self._finite():
+                    return done + completed          # that step made no update
+                return self._replay(perm, snap, done + completed)
             self.strategy.sum(self.step_losses[done:stop])
             self.strategy.sum(self.step_correct[done:stop])
-            elapsed = time.perf_counter() - start
-            seen = float(self.weights[:stop].sum())
-            progress.update(stop, float(self.step_losses[:stop] @ self.weights[:stop] / seen),
-                            seen / max(elapsed, 1e-9))
-            # About ten bar updates a second, whatever a step costs.
-            per_call = self.strategy.agree(max(1, int(0.1 * stop / max(elapsed, 1e-9))))
             done = stop
+            now = time.perf_counter()
+            if progress.wants_updates and (now - shown >= 0.1 or done == self.steps):
+                shown = now
+                seen = float(self.weights[:done].sum())
+                progress.update(done, float(self.step_losses[:done] @ self.weights[:done] / seen),
+                                seen / max(now - start, 1e-9))
+        if not self._finite():
+            return self._replay(perm, snap, self.steps - 1)
         return None
+
+    def _replay(self, perm, snap, last):
+        """From the epoch's start, the first step (<= ``last``) after which the state is not finite."""
+        self._restore(snap)
+        for step in range(last + 1):
+            before = self._snapshot()
+            if self._call(perm, step, step + 1) < 1 or not self._finite():
+                self._restore(before)
+                return step
+            self.strategy.sum(self.step_losses[step:step + 1])
+            self.strategy.sum(self.step_correct[step:step + 1])
+        return last
 
     def mean_loss(self):
         return float(self.step_losses @ self.weights / self.weights.sum())

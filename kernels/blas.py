@@ -35,9 +35,11 @@ def gemm(trans_a, trans_b, alpha, a, b, beta, c):
     c : ndarray of shape (m, n)
         Written in place. Must not alias ``a`` or ``b``.
 
-    All three arrays share one float dtype and have C-contiguous rows
-    (a leading-row slice of a C-contiguous array qualifies). Only callable
-    from numba-compiled code; shapes are the caller's responsibility.
+    All three arrays share one float dtype and have contiguous rows (their
+    column stride is one element; the row stride is the leading dimension,
+    so a tile of a larger matrix, e.g. a ``team.matrix`` view, qualifies).
+    Only callable from numba-compiled code; shapes are the caller's
+    responsibility.
     """
     raise NotImplementedError("gemm is only callable from numba kernels")
 
@@ -74,7 +76,8 @@ def _gemm_overload(trans_a, trans_b, alpha, a, b, beta, c):
                 c *= scalars[1]
             return
         xxgemm(kind, trans if trans_b else notrans, trans if trans_a else notrans,
-               n, m, k, scalars[0:].ctypes, b.ctypes, b.shape[1],
-               a.ctypes, a.shape[1], scalars[1:].ctypes, c.ctypes, c.shape[1])
+               n, m, k, scalars[0:].ctypes, b.ctypes, b.strides[0] // b.itemsize,
+               a.ctypes, a.strides[0] // a.itemsize, scalars[1:].ctypes, c.ctypes,
+               c.strides[0] // c.itemsize)
 
     return impl

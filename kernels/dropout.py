@@ -32,36 +32,38 @@ def uniform(seed, step, layer, index):
 
 
 @njit(**JIT)
-def dropout_forward(h, rate, seed, step, layer, row0):
+def dropout_forward(h, rate, seed, step, layer, row0, width, col0):
     """In place ``h <- h * m / (1 - rate)`` with ``m`` ~ Bernoulli(1 - rate).
 
     Parameters
     ----------
     h : ndarray of shape (n_samples, n_units)
+        A tile of the layer's output: its rows ``row0 ...`` of the batch and
+        units ``col0 ...`` of the layer's ``width`` (a share of a batch, or a
+        tile of columns, draws the mask of the whole batch's units there).
     rate : float
         Probability of dropping a unit, in [0, 1).
     seed, step, layer : int
         Determine the mask (see the module docstring).
-    row0 : int
-        Position of ``h``'s first row in the batch (a share of a batch
-        computed by one process draws the batch's masks for its rows).
+    row0, width, col0 : int
     """
     n, m = h.shape
     scale = h.dtype.type(1.0 / (1.0 - rate))
     zero = h.dtype.type(0)
     for i in range(n):
         for j in range(m):
-            keep = uniform(seed, step, layer, (row0 + i) * m + j) >= rate
+            keep = uniform(seed, step, layer, (row0 + i) * width + col0 + j) >= rate
             h[i, j] = h[i, j] * scale if keep else zero
 
 
 @njit(**JIT)
-def dropout_backward(delta, h, code, rate, seed, step, layer, row0):
+def dropout_backward(delta, h, code, rate, seed, step, layer, row0, width, col0):
     """In place ``delta <- delta * m / (1 - rate) * phi'(u)`` through a dropout layer.
 
     ``h`` is the layer's output *after* dropout: for a kept unit the
     activation output is ``h * (1 - rate)``, from which phi' is taken;
-    dropped units get a zero delta.
+    dropped units get a zero delta. ``row0``, ``width``, ``col0`` place the
+    tile as for :func:`dropout_forward`.
     """
     n, m = delta.shape
     dt = h.dtype.type
@@ -69,7 +71,7 @@ def dropout_backward(delta, h, code, rate, seed, step, layer, row0):
     zero, one, slope = dt(0), dt(1), dt(LEAKY_SLOPE)
     for i in range(n):
         for j in range(m):
-            if uniform(seed, step, layer, (row0 + i) * m + j) >= rate:
+            if uniform(seed, step, layer, (row0 + i) * width + col0 + j) >= rate:
                 delta[i, j] *= scale * derivative(h[i, j] * keep_fraction, code, zero, one, slope)
             else:
                 delta[i, j] = zero

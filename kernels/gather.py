@@ -117,6 +117,7 @@ def _copy_rows(X, perm, start, r, out, scale, offset, rescale, check, sort):
     for i in range(min(PREFETCH_ROWS, n - start)):
         prefetch_row(X, perm[start + i])
     order = _batch_order(perm, start, r, sort)
+    found = -1
     for k in range(r):
         ahead = start + k + PREFETCH_ROWS
         if ahead < n:
@@ -134,13 +135,14 @@ def _copy_rows(X, perm, start, r, out, scale, offset, rescale, check, sort):
                 v = out.dtype.type(X[src, j])
                 bad |= v - v != 0
                 out[i, j] = v
-        if check and bad:
+        if check and bad and (found < 0 or src * m < found):
             # The converted value (before rescaling) is what was not finite.
             for j in range(m):
                 v = out.dtype.type(X[src, j])
                 if v - v != 0:
-                    return src * m + j
-    return -1
+                    found = src * m + j
+                    break
+    return found
 
 
 @njit(**EXACT)
@@ -167,8 +169,9 @@ def gather_rows(src, kind, perm, start, r, out, scale, offset, rescale, sort):
     Returns
     -------
     int
-        ``row * m + column`` of the first value that is not finite in
-        ``out``'s dtype (float sources only), else -1.
+        ``row * m + column`` of the value that is not finite in ``out``'s
+        dtype (float sources only) with the smallest source index among the
+        batch's rows, else -1 (the same however the batch is split or read).
 
     Rows up to ``PREFETCH_ROWS`` past the batch (the next batch's first
     rows) are prefetched too, so the next step starts on cached rows.
@@ -199,12 +202,13 @@ def gather_rows(src, kind, perm, start, r, out, scale, offset, rescale, sort):
 
 @njit(**EXACT)
 def _copy_labels(y, perm, start, r, out, n_classes):
+    found = -1
     for i in range(r):
         label = y[perm[start + i], 0]
-        if label < 0 or label >= n_classes:
-            return perm[start + i]
         out[i] = label
-    return -1
+        if (label < 0 or label >= n_classes) and (found < 0 or perm[start + i] < found):
+            found = perm[start + i]
+    return found
 
 
 @njit(**EXACT)
@@ -220,7 +224,7 @@ def gather_labels(src, kind, perm, start, r, out, n_classes):
     Returns
     -------
     int
-        The row of the first label out of range, else -1.
+        The smallest row among the batch's labels out of range, else -1.
     """
     if kind == U8:
         return _copy_labels(src, perm, start, r, out, n_classes)

@@ -165,7 +165,7 @@ def train(out, epochs, checkpoint, resume, pid_dir=None):
 
 def cache(out):
     """After a warm run, a fresh launch loads the compiled step from numba's cache."""
-    from fastnn.kernels import training as kt
+    from fastnn.kernels import step as kt
 
     X, y = data()
     network().fit(X, y, epochs=1, verbose=0, distributed="mpi")

@@ -18,7 +18,9 @@ from fastnn.kernels import dense as kd
 from fastnn.kernels import gather as kg
 from fastnn.kernels import losses as kl
 from fastnn.kernels import optimizers as ko
-from fastnn.kernels import training as kt
+from fastnn.kernels import forward as kf
+from fastnn.kernels import step as ks
+from fastnn.kernels import team as kteam
 from fastnn.kernels.blas import gemm
 
 from conftest import (ACTIVATION_NAMES, DTYPES, assert_close, flat, make_net, make_problem,
@@ -243,8 +245,8 @@ def test_gather_labels(dtype, kind, rng):
     out = np.full(5, -1, np.int64)
     assert kg.gather_labels(src.bytes, src.kind, perm, 8, 3, out, 9) == -1
     np.testing.assert_array_equal(out, [*y[perm[8:]], -1, -1])
-    assert kg.gather_labels(src.bytes, src.kind, perm, 0, 11, out, 8) == \
-        (perm[np.argmax(y[perm] >= 8)] if (y >= 8).any() else -1)
+    assert kg.gather_labels(src.bytes, src.kind, perm, 0, 11, np.empty(11, np.int64), 8) == \
+        (np.flatnonzero(y >= 8).min() if (y >= 8).any() else -1)      # the smallest such row
     if np.iinfo(kind).min < 0:
         y[perm[2]] = -1
         assert kg.gather_labels(src.bytes, src.kind, perm, 0, 11, np.empty(11, np.int64),
@@ -428,18 +430,37 @@ NO_DROPOUT = np.zeros(0)  # the dropout rates argument of the training kernels: 
 
 @pytest.mark.parametrize("net", NETS)
 @pytest.mark.parametrize("n", [1, 7])
-def test_forward_pass(dtype, net, n, rng):
+@pytest.mark.parametrize("tiles", [1, 3])
+def test_forward_tiles(dtype, net, n, tiles, rng):
+    """The step's forward phase by tiles of columns equals the reference forward pass."""
     widths, acts, _ = NETS[net]
     theta, sizes, codes, Ws, bs = flat_net(widths, acts, dtype, rng)
     x = draw(rng, (n, widths[0]), dtype)
     cap = n + 2  # the buffer may hold more rows than the batch
     hbuf = np.full(cap * sum(widths[1:]), np.nan, dtype)
-    assert kt.forward_pass(x, theta, sizes, codes, hbuf, cap) is True
+    woff, hoff = ks.layer_offsets(sizes, cap)
+    ftiles = np.minimum(tiles, sizes[1:])
+    ok = ks.forward_tiles(0, 1, x.reshape(-1), 0, theta, sizes, codes, NO_DROPOUT, 0, 0, 0, hbuf,
+                          woff, hoff, ftiles, n, np.zeros(kteam.TEAM_STATE_SIZE, np.int64))
+    assert ok is True
     offset = 0
     for h_ref, m in zip(reference.forward(f64(x), Ws, bs, acts), widths[1:]):
         h = hbuf[offset:offset + n * m].reshape(n, m)
         assert_close(h, h_ref, dtype)
         offset += cap * m
+
+
+def backend_loss_and_gradients(x, labels, targets, theta, widths, acts, case, dtype):
+    """``NumbaBackend.loss_and_gradients``: one step of the training kernel with no update."""
+    from fastnn.activations import ACTIVATIONS as A
+    from fastnn.backends import NumbaBackend
+    from fastnn.network import NetSpec
+
+    spec = NetSpec(sizes=np.array(widths, np.int64),
+                   codes=np.array([A[a].code for a in acts], np.int64), rates=NO_DROPOUT, seed=0,
+                   kernel_activations=tuple(acts), loss=None, dtype=np.dtype(dtype),
+                   rescaling=None)
+    return NumbaBackend().loss_and_gradients(spec, theta, x, labels, targets, LOSS_CODES[case])
 
 
 @pytest.mark.parametrize("net", NETS)
@@ -448,12 +469,7 @@ def test_loss_and_gradients_kernel(dtype, net, n, rng):
     widths, acts, case = NETS[net]
     theta, sizes, codes, Ws, bs = flat_net(widths, acts, dtype, rng)
     x, labels, targets = problem(case, n, widths, dtype, rng)
-    work = n * sum(widths[1:])
-    hbuf, dbuf = np.empty(work, dtype), np.empty(work, dtype)
-    grad = np.full_like(theta, np.nan)
-    loss = kt.loss_and_gradients(x, labels, targets, NO_WEIGHTS, theta, sizes, codes,
-                                 LOSS_CODES[case],
-                                 hbuf, dbuf, n, grad, NO_DROPOUT, 0, 0)
+    loss, grad = backend_loss_and_gradients(x, labels, targets, theta, widths, acts, case, dtype)
     y = labels if case == "ce_labels" else f64(targets)
     loss_ref, grads_ref = reference.loss_and_gradients(f64(x), y, Ws, bs, acts, REF_LOSS[case])
     assert_close(loss, loss_ref, dtype)
@@ -465,11 +481,16 @@ def test_loss_and_gradients_kernel_nan_input_gives_nan_loss(dtype, rng):
     theta, sizes, codes, _, _ = flat_net(widths, acts, dtype, rng)
     x, labels, targets = problem(case, 3, widths, dtype, rng)
     x[1, 0] = np.inf
-    work = 3 * sum(widths[1:])
-    loss = kt.loss_and_gradients(x, labels, targets, NO_WEIGHTS, theta, sizes, codes, kl.CE_LABELS,
-                                 np.empty(work, dtype), np.empty(work, dtype), 3,
-                                 np.empty_like(theta), NO_DROPOUT, 0, 0)
+    loss, _ = backend_loss_and_gradients(x, labels, targets, theta, widths, acts, case, dtype)
     assert np.isnan(loss)
+
+
+def predict_raw(src, scale, offset, rescale, theta, sizes, codes, cap, out, status):
+    n0 = int(sizes[0])
+    return kf.predict_raw(src.bytes, src.bytes.reshape(-1), src.kind, scale, offset, rescale,
+                          theta, sizes, codes, np.ones(len(sizes) - 1, np.int64),
+                          np.empty(cap * int(sizes[1:].sum()), theta.dtype),
+                          np.empty(cap * n0, theta.dtype), cap, out, status)
 
 
 @pytest.mark.parametrize("net", NETS)
@@ -486,9 +507,7 @@ def test_predict_raw_in_chunks(dtype, net, n, cap, kind, rng):
     src = data.source(X)
     out = np.full((n, widths[-1]), np.nan, dtype)
     status = np.zeros(1, np.int64)
-    ok = kt.predict_raw(src.bytes, src.kind, scale, offset, rescale, theta, sizes, codes,
-                        np.empty(cap * sum(widths[1:]), dtype),
-                        np.empty((cap, widths[0]), dtype), cap, out, status)
+    ok = predict_raw(src, scale, offset, rescale, theta, sizes, codes, cap, out, status)
     assert ok is True and status[0] == -1
     dt = np.dtype(dtype).type
     x = X.astype(dtype) * dt(scale) + dt(offset) if rescale else X
@@ -501,11 +520,9 @@ def test_predict_raw_reports_a_bad_converted_value(dtype, rng):
     X = rng.standard_normal((9, widths[0])).astype(np.float32 if dtype == np.float64 else
                                                     np.float64)
     X[6, 1] = np.nan
-    src = data.source(X)
     status = np.zeros(1, np.int64)
-    ok = kt.predict_raw(src.bytes, src.kind, 1.0, 0.0, False, theta, sizes, codes,
-                        np.empty(4 * sum(widths[1:]), dtype), np.empty((4, widths[0]), dtype), 4,
-                        np.empty((9, widths[-1]), dtype), status)
+    ok = predict_raw(data.source(X), 1.0, 0.0, False, theta, sizes, codes, 4,
+                     np.empty((9, widths[-1]), dtype), status)
     assert ok is False and status[0] == 6 * widths[0] + 1
 
 
