@@ -32,23 +32,39 @@ class NumbaBackend:
         width = int(spec.sizes[1:].sum())
         return np.empty(rows * width, spec.dtype), np.empty(rows * width, spec.dtype)
 
-    def predict_raw(self, spec, theta, src, chunk=1024):
+    def predict_raw(self, spec, theta, src, n_workers=1):
         """Last layer's output for the source ``src`` (logits for the fused losses).
 
         Returns ``(out, ok, bad)``: ``ok`` whether every value was finite,
-        ``bad`` the flat index of a non-finite input value (or -1).
+        ``bad`` the flat index of a non-finite input value (or -1). Rows go
+        through in chunks of ``PREDICT_ROWS`` (see ``kernels.forward.predict_raw``).
         """
-        n = src.n
-        cap = max(1, min(chunk, n))
-        hbuf = np.empty(cap * int(spec.sizes[1:].sum()), spec.dtype)
-        xbuf = np.empty((cap, spec.sizes[0]), spec.dtype)
+        n, rows = src.n, PREDICT_ROWS
+        n_workers = max(1, min(n_workers, -(-n // rows)))
+        hbuf = np.empty(n_workers * rows * int(spec.sizes[1:].sum()), spec.dtype)
+        xbuf = np.empty(n_workers * rows * spec.sizes[0], spec.dtype)
         out = np.empty((n, spec.sizes[-1]), spec.dtype)
-        status = np.zeros(1, np.int64)
+        status = np.zeros(2 * n_workers, np.int64)
+        next_chunk = np.zeros(1, np.int64)
         scale, offset, rescale = _rescale_args(spec)
-        ok = _kt.predict_raw(src.bytes, src.bytes.reshape(-1), src.kind, scale, offset, rescale,
-                             theta, spec.sizes, spec.codes, tile_plan(spec.sizes)[0], hbuf,
-                             xbuf.reshape(-1), cap, out, status)
-        return out, ok, int(status[0])
+        flat = src.bytes.reshape(-1)
+        ftiles = tile_plan(spec.sizes)[0]
+
+        def call(worker):
+            return _kt.predict_raw(worker, n_workers, next_chunk, src.bytes, flat, src.kind,
+                                   scale, offset, rescale, theta, spec.sizes, spec.codes, ftiles,
+                                   hbuf, xbuf, rows, out, status)
+
+        team().run(n_workers, call)
+        bad = [int(b) for b in status[0::2] if b >= 0]
+        return out, bool(status[1::2].all()), (min(bad) if bad else -1)
+
+    @staticmethod
+    def output_activation(name, out):
+        """The loss's output activation of the logits ``out``, row by row (batch-invariant)."""
+        probabilities = np.empty_like(out)
+        _kl.output_activation(_kl.OUTPUT_ACTIVATIONS[name], out, probabilities)
+        return probabilities
 
     def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code, step=0,
                            weights=None):
@@ -113,6 +129,10 @@ class NumbaBackend:
         return completed
 
 
+#: Rows of a predict chunk: every chunk has this shape (the last one padded),
+#: so predictions do not depend on the batch (see kernels.forward.predict_raw).
+PREDICT_ROWS = 16
+
 #: Tiles of a layer's output columns (forward) and of its input units
 #: (backward): about this many columns or units each, at most MAX_TILES.
 FORWARD_TILE = 64
@@ -174,7 +194,12 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def predict_raw(self, spec, theta, src, chunk=None):
+    @staticmethod
+    def output_activation(name, out):
+        return {"softmax": reference.softmax, "sigmoid": reference.sigmoid,
+                "exp": np.exp}[name](out)
+
+    def predict_raw(self, spec, theta, src, n_workers=1):
         X = src.take(slice(None), spec.dtype, spec.rescaling)
         bad = _first_nonfinite(X) if src.kind in _FLOAT_KINDS else -1
         Ws, bs = reference.layer_views(theta, spec.sizes)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._threads import ThreadChoice, blas_threads, check_threads
+from ._threads import ThreadChoice, available_cores, blas_threads, check_threads
 from . import data as _data
 from . import reference, training
 from .activations import ACTIVATIONS
@@ -60,8 +60,9 @@ class Network:
         Threads of a training step (fastnn's own, each calling single-threaded
         BLAS on its tiles; results do not depend on the number). None: the
         number that is fastest now, measured during training and re-checked
-        as it goes (up to the cores this process may use). predict uses the
-        BLAS library's threads, capped at ``threads`` when given.
+        as it goes (up to the cores this process may use). predict shares
+        its chunks of rows among ``threads`` threads (None: every core), each
+        taking the next chunk when it is done.
 
     Attributes
     ----------
@@ -332,8 +333,9 @@ class Network:
     def _output(self, src):
         """Last layer output (logits for the fused losses) for the checked source ``src``."""
         theta = self._sync_params()
-        with blas_threads(self.threads):
-            out, ok, bad = self.backend.predict_raw(self._spec, theta, src)
+        with blas_threads(1):                   # fastnn's own threads call BLAS
+            out, ok, bad = self.backend.predict_raw(self._spec, theta, src,
+                                                    self.threads or available_cores())
         if bad >= 0:
             raise _data.bad_value_error(src, bad, self.dtype)
         if not ok:
@@ -348,6 +350,11 @@ class Network:
     def predict_proba(self, X):
         """Class probabilities (cross-entropy, binary cross-entropy), means (Poisson) or outputs.
 
+        With the numba backend a row's result is bit-identical whatever other
+        rows it is predicted with (any batch size, any order): the rows go
+        through in fixed-size chunks and the output activation is applied row
+        by row.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -357,13 +364,9 @@ class Network:
         ndarray of shape (n_samples, n_outputs)
         """
         out = self._output(self._check_X(X, check_finite=False))
-        if self.loss.output_activation == "softmax":
-            return reference.softmax(out)
-        if self.loss.output_activation == "sigmoid":
-            return reference.sigmoid(out)
-        if self.loss.output_activation == "exp":
-            return np.exp(out)
-        return out
+        if self.loss.output_activation is None:
+            return out
+        return self.backend.output_activation(self.loss.output_activation, out)
 
     def predict(self, X):
         """Class labels (cross-entropy), 0/1 label matrix (binary CE), means (Poisson), or outputs.

@@ -1,8 +1,9 @@
 """Whole-input kernels: the forward pass of ``predict``, and a finiteness check.
 
 ``predict_raw`` runs the training step's forward phase (``kernels.step``,
-one thread, no dropout) over the input in chunks of rows, reading rows in
-the network's dtype in place and converting others chunk by chunk.
+no dropout) over the input in fixed-size chunks of rows, shared by a team of
+threads, reading rows in the network's dtype in place and converting others
+chunk by chunk.
 """
 
 import numpy as np
@@ -12,7 +13,7 @@ from numba.extending import overload
 from ._config import JIT
 from .gather import F32, F64, convert_rows
 from .step import forward_tiles, layer_offsets
-from .team import matrix
+from .team import atomic_add, matrix
 
 
 def typed_view(src, like):
@@ -38,57 +39,82 @@ def _dtype_kind(like):
 
 
 @njit(**JIT)
-def predict_raw(xsrc, xflat, xkind, scale, offset, rescale, theta, sizes, codes, ftiles, hbuf,
-                xbuf, cap, out, status):
-    """Forward all of ``X`` in chunks of ``cap`` rows; the last layer into ``out``.
+def predict_raw(worker, n_workers, next_chunk, xsrc, xflat, xkind, scale, offset, rescale,
+                theta, sizes, codes, ftiles, hbuf, xbuf, rows, out, status):
+    """Forward all of ``X`` in chunks of ``rows`` rows; the last layer into ``out``.
+
+    Every chunk is computed with the same shapes (the last one padded with
+    zero rows), so a row's output does not depend on the other rows it is
+    predicted with, nor on which thread took its chunk: the BLAS products
+    have one shape and a row's position within them changes nothing.
+    Threads take chunks from the shared counter ``next_chunk`` as they
+    finish (a slow thread does not hold the others up).
 
     Parameters
     ----------
+    worker, n_workers : int
+        This thread and the size of its team (every thread makes the call).
+    next_chunk : ndarray of shape (>= 1,), int64
+        The shared chunk counter (0 to start).
     xsrc, xflat, xkind, scale, offset, rescale
         The features as a source (see ``kernels.step.train_steps``), as its
-        2-D bytes and the same bytes flat. Rows already in the network's
-        dtype are read in place; others are converted chunk by chunk into
-        ``xbuf``.
+        2-D bytes and the same bytes flat. Full chunks of rows already in the
+        network's dtype are read in place; others are converted (or padded)
+        into ``xbuf``.
     theta, sizes, codes, ftiles : the network and its forward tiles.
-    hbuf : ndarray of shape (cap * sum(sizes[1:]),)
-    xbuf : ndarray of shape (cap * m_0,)
+    hbuf : ndarray of shape (n_workers * rows * sum(sizes[1:]),)
+    xbuf : ndarray of shape (n_workers * rows * m_0,)
+        Each thread's share of the work buffers.
     out : ndarray of shape (n_samples, m_L)
         The last layer's output (logits for the fused losses).
-    status : ndarray of shape (1,), int64
-        The flat index of a non-finite converted value, else -1.
+    status : ndarray of shape (2 * n_workers,), int64
+        Per thread: the flat index of a non-finite converted value (else -1),
+        and 1 if every pre-activation it computed was finite.
 
     Returns
     -------
     bool
-        Whether every value read and every pre-activation was finite.
+        Whether this thread's values were all finite.
     """
     L = sizes.shape[0] - 1
     m0 = sizes[0]
     n = xsrc.shape[0]
-    woff, hoff = layer_offsets(sizes, cap)
+    width = hbuf.shape[0] // n_workers
+    hmine = hbuf[worker * width:(worker + 1) * width]
+    xmine = xbuf[worker * rows * m0:(worker + 1) * rows * m0]
+    woff, hoff = layer_offsets(sizes, rows)
     direct = xkind == dtype_kind(theta) and not rescale
-    rows = typed_view(xflat if direct else xflat[:0], theta)
+    values = typed_view(xflat if direct else xflat[:0], theta)
     no_dropout = np.zeros(0)
     team = np.zeros(1, np.int64)
     ok = True
-    status[0] = -1
-    for start in range(0, n, cap):
-        r = min(cap, n - start)
-        if direct:
-            ok &= forward_tiles(0, 1, rows, start * m0, theta, sizes, codes, no_dropout, 0, 0, 0,
-                                hbuf, woff, hoff, ftiles, r, team)
+    status[2 * worker] = -1
+    chunks = -(-n // rows)
+    while True:
+        chunk = atomic_add(next_chunk, 0, 1)
+        if chunk >= chunks:
+            break
+        start = chunk * rows
+        r = min(rows, n - start)
+        if direct and r == rows:
+            ok &= forward_tiles(0, 1, values, start * m0, theta, sizes, codes, no_dropout, 0, 0,
+                                0, hmine, woff, hoff, ftiles, rows, team)
         else:
-            bad = convert_rows(xsrc, xkind, start, r, matrix(xbuf, 0, r, m0, m0), scale, offset,
+            bad = convert_rows(xsrc, xkind, start, r, matrix(xmine, 0, r, m0, m0), scale, offset,
                                rescale)
             if bad >= 0:
-                status[0] = bad
-                return False
-            ok &= forward_tiles(0, 1, xbuf, 0, theta, sizes, codes, no_dropout, 0, 0, 0, hbuf,
-                                woff, hoff, ftiles, r, team)
-        h = matrix(hbuf, hoff[L - 1], r, sizes[L], sizes[L])
+                status[2 * worker] = bad
+                ok = False
+                break
+            for k in range(r * m0, rows * m0):
+                xmine[k] = 0
+            ok &= forward_tiles(0, 1, xmine, 0, theta, sizes, codes, no_dropout, 0, 0, 0, hmine,
+                                woff, hoff, ftiles, rows, team)
+        h = matrix(hmine, hoff[L - 1], r, sizes[L], sizes[L])
         for i in range(r):
             for j in range(h.shape[1]):
                 out[start + i, j] = h[i, j]
+    status[2 * worker + 1] = 1 if ok else 0
     return ok
 
 

@@ -78,6 +78,31 @@ def sigmoid(u, p):
             p[i, j] = one / (one + math.exp(-u[i, j]))
 
 
+SOFTMAX, SIGMOID, EXP = 0, 1, 2
+#: The losses' output activations by name (``Loss.output_activation``).
+OUTPUT_ACTIVATIONS = {"softmax": SOFTMAX, "sigmoid": SIGMOID, "exp": EXP}
+
+
+@njit(**JIT)
+def output_activation(code, u, p):
+    """``p = softmax(u)`` row by row, ``sigmoid(u)`` or ``exp(u)``; each row alone.
+
+    Every row is computed by the same loop over its columns, so a row's
+    result does not depend on the other rows (predictions are batch-invariant).
+    """
+    if code == SOFTMAX:
+        softmax(u, p)
+        return
+    n, m = u.shape
+    one = u.dtype.type(1)
+    for i in range(n):
+        for j in range(m):
+            if code == SIGMOID:
+                p[i, j] = one / (one + math.exp(-u[i, j]))
+            else:
+                p[i, j] = math.exp(u[i, j])
+
+
 @njit(inline="always", **JIT)
 def _row_factor(w, i, inv_norm, like):
     """``w[i] / norm`` in the dtype of the array ``like`` (``1 / norm`` when ``w`` is empty)."""

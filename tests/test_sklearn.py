@@ -77,21 +77,10 @@ def _assert_same_fit(ours, theirs, **tolerance):
 
 # ---- scikit-learn's estimator checks ----------------------------------------
 
-def _expected_failed_checks(estimator):
-    if estimator.dtype == "float32":
-        return {"check_methods_subset_invariance": (
-            "float32: OpenBLAS may sum a 1-row product in another order than a 20-row one; "
-            "predictions then differ by ~2 ulp (2e-7, seen for the regressor), over the "
-            "check's 1e-7. Whether they do depends on the trained values, so the mark is "
-            "not strict; test_invariance_float64 runs the check in float64")}
-    return {}
-
-
 @parametrize_with_checks(
     [Estimator(hidden_layer_sizes=(32,), max_iter=100, random_state=0, **options)
      for options in ({}, {"dtype": "float32"}, {"solver": "lbfgs"})
-     for Estimator in (MLPClassifier, MLPRegressor)],
-    expected_failed_checks=_expected_failed_checks, xfail_strict=False)
+     for Estimator in (MLPClassifier, MLPRegressor)])
 def test_estimator_checks(estimator, check):
     check(estimator)
 
