@@ -24,9 +24,10 @@ from . import __version__
 from .activations import ACTIVATIONS
 from .checkpoint import FORMAT_NAME as CHECKPOINT_FORMAT
 from .checkpoint import read_checkpoint
-from .datasets import _is_number, load_csv, load_digits, load_mnist, train_test_split
+from .data import is_mapped
+from .datasets import _is_number, load_csv, load_digits, load_mnist, load_npy, train_test_split
 from .io import layer_configs, load, read_header, save
-from .layers import Dense
+from .layers import Dense, Rescaling
 from .losses import get_loss
 from .network import DTYPES, Network
 from .optimizers import SGD, Adam
@@ -65,6 +66,7 @@ class Split(NamedTuple):
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
+    rescaling: object = None     # a Rescaling first layer for raw (integer) features
 
 
 def _fixed_split(X, y):
@@ -91,6 +93,18 @@ def _csv(arg, dtype, download):
     return _fixed_split(*load_csv(arg, dtype=dtype))
 
 
+def _npy(arg, dtype, download):
+    """A folder of .npy files, memory-mapped; integer pixels get a Rescaling(1 / max) layer."""
+    (X, y), test = load_npy(arg)
+    if test is None:                   # the last 20 % (views of the maps: nothing is copied)
+        cut = X.shape[0] - math.ceil(TEST_FRACTION * X.shape[0])
+        X, y, test = X[:cut], y[:cut], (X[cut:], y[cut:])
+    rescaling = None
+    if X.dtype.kind in "iu":
+        rescaling = Rescaling(1.0 / np.iinfo(X.dtype).max)
+    return Split(X, y, *test, rescaling)
+
+
 class DataSource(NamedTuple):
     load: object        # (arg, dtype, download) -> Split
     arg: str            # "none", "optional" or "required"
@@ -106,6 +120,10 @@ DATA_SOURCES = {
     "csv": DataSource(_csv, "required",
                       "csv:FILE, rows 'label,feature,...' (features divided by 255), "
                       "fixed 80/20 split"),
+    "npy": DataSource(_npy, "required",
+                      "npy:DIR, X.npy and y.npy (and X_test.npy, y_test.npy) memory-mapped; "
+                      "integer features get a Rescaling(1/max) first layer; without a test "
+                      "split the last 20 %% of the rows"),
 }
 
 
@@ -129,7 +147,7 @@ def _data_spec(text):
     source = DATA_SOURCES.get(name)
     if source is None:
         raise argparse.ArgumentTypeError(
-            f"unknown data source {name!r}; choose from digits, mnist[:DIR], csv:FILE")
+            f"unknown data source {name!r}; choose from digits, mnist[:DIR], csv:FILE, npy:DIR")
     if source.arg == "none" and sep:
         raise argparse.ArgumentTypeError(f"{name} takes no ':' argument")
     if source.arg == "required" and not arg:
@@ -182,7 +200,7 @@ def build_parser():
         epilog="Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    data_help = ("data set: digits (default), mnist[:DIR] or csv:FILE")
+    data_help = ("data set: digits (default), mnist[:DIR], csv:FILE or npy:DIR")
 
     train = commands.add_parser(
         "train", help="train a network and report its test accuracy",
@@ -294,6 +312,8 @@ def _train(args, parser):
         layers = [Dense(n_in, n_out, args.activation)
                   for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
         layers.append(Dense(sizes[-2], sizes[-1]))
+        if data.rescaling is not None:
+            layers.insert(0, data.rescaling)
         net = Network(layers, loss="cross_entropy", dtype=args.dtype, seed=args.seed,
                       threads=args.threads)
         choice = OPTIMIZERS[args.optimizer]
@@ -349,6 +369,7 @@ def _predict(args, parser):
     X = _read_inputs(args.input, net.n_features)
     if args.scale != 1:
         X = X / args.scale
+    _warn_outside_training_range(net, X)
     lines = _format_predictions(net.predict(X), net.dtype)
     text = "".join(line + "\n" for line in lines)
     if args.output:
@@ -373,6 +394,10 @@ def _info(args, parser):
                        header["seed"]),
         ("optimizer", _optimizer_line(header["optimizer"])),
     ]
+    if header.get("input_range") is not None:
+        lo, hi = header["input_range"]
+        rows.append(("input range", f"[{lo:.6g}, {hi:.6g}] (as the first Dense layer saw it "
+                                    f"in training)"))
     _print_info(rows, layers)
     return 0
 
@@ -491,6 +516,26 @@ def _require_matplotlib():
         raise ImportError("--plot needs matplotlib: pip install fastnn-numba[plot]") from None
 
 
+def _warn_outside_training_range(net, X):
+    """A warning on stderr when the inputs lie far outside what the model was trained on.
+
+    "Far" is beyond the training range by more than its own width (raw 0..255
+    pixels for a model trained on 0..1, say); within that, nothing is said.
+    """
+    if net.input_range is None or X.size == 0:
+        return
+    lo, hi = net.input_range
+    values = np.asarray(X, np.float64)
+    if net.rescaling is not None:
+        values = values * net.rescaling.scale + net.rescaling.offset
+    seen_lo, seen_hi = float(np.nanmin(values)), float(np.nanmax(values))
+    width = max(hi - lo, 1e-12)
+    if seen_lo < lo - width or seen_hi > hi + width:
+        print(f"fastnn: warning: the inputs span [{seen_lo:.4g}, {seen_hi:.4g}] but the model "
+              f"was trained on [{lo:.4g}, {hi:.4g}]; scale them the way the model saw them in "
+              f"training (--scale S divides them by S)", file=sys.stderr)
+
+
 def _check_classes(source, y_train):
     """A classifier needs two classes; one means the labels are not what was meant."""
     present = np.unique(y_train)
@@ -511,15 +556,19 @@ def _plural(n, word):
 
 
 def _validation_split(X, y, fraction, seed):
-    """Shuffle with ``seed`` and hold out the last ``fraction`` as validation data."""
+    """Shuffle with ``seed`` and hold out the last ``fraction`` as validation data.
+
+    A memory map is not shuffled (that would copy it): its last rows are held out.
+    """
     if not fraction:
         return X, y, None
     n_val = int(round(len(X) * fraction))
     if not 1 <= n_val < len(X):
         raise ValueError(f"--validation-split {fraction} leaves no training or no validation "
                          f"samples out of {len(X)}")
-    order = np.random.default_rng(seed).permutation(len(X))
-    X, y = X[order], y[order]
+    if not is_mapped(X):
+        order = np.random.default_rng(seed).permutation(len(X))
+        X, y = X[order], y[order]
     cut = len(X) - n_val
     return X[:cut], y[:cut], (X[cut:], y[cut:])
 

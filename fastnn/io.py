@@ -90,6 +90,7 @@ def save(net, path, include_optimizer=False):
         "n_params": int(params.size),
         "params_sha256": params_sha256(params),
         "optimizer": None,
+        "input_range": None if net.input_range is None else [float(v) for v in net.input_range],
     }
     arrays = {"params": params}
     if include_optimizer:
@@ -219,6 +220,13 @@ def _parse_header(name, arrays):
             raise ModelFileError(f"{name}: header field 'optimizer' must be null or "
                                  f"{{'name': str, 'config': dict, 't': int >= 0 or null}}, "
                                  f"got {opt!r}")
+    value_range = header.get("input_range")
+    if value_range is not None and not (
+            isinstance(value_range, list) and len(value_range) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+            and value_range[0] <= value_range[1]):
+        raise ModelFileError(f"{name}: header field 'input_range' must be null or "
+                             f"[min, max], got {value_range!r}")
     return header
 
 
@@ -257,6 +265,8 @@ def _build(name, header, params, arrays, backend, threads):
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{name}: invalid network description: {exc}") from None
     net.set_params(params)
+    if header.get("input_range") is not None:
+        net.input_range = tuple(float(v) for v in header["input_range"])
     opt = header["optimizer"]
     if opt is not None:
         try:

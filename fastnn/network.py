@@ -68,6 +68,12 @@ class Network:
     ----------
     layers : list of Dense and Dropout
         The Dense layers' ``W`` and ``b`` are views into one flat parameter vector.
+    input_range : (float, float) or None
+        The smallest and largest input value the first Dense layer saw in
+        training (after any Rescaling), over every ``fit``; saved with the
+        model, so ``fastnn predict`` can warn about inputs scaled otherwise.
+        From every value of inputs in memory, from up to 4,096 evenly spaced
+        rows of a memory map.
     """
 
     def __init__(self, layers, loss="cross_entropy", dtype="float32", seed=0,
@@ -129,6 +135,7 @@ class Network:
         self.optimizer = None
         self.stop_training = False
         self.history = None
+        self.input_range = None
 
         applied = [l.activation for l in layers[:-1]]
         applied.append("identity" if self.loss.output_activation else out_act)
@@ -161,14 +168,17 @@ class Network:
 
     @property
     def n_features(self):
+        """Inputs per sample: the first Dense layer's ``n_in`` (the width of ``X``)."""
         return self._dense[0].n_in
 
     @property
     def n_outputs(self):
+        """Outputs per sample: the last Dense layer's ``n_out`` (classes, labels or targets)."""
         return self._dense[-1].n_out
 
     @property
     def n_params(self):
+        """Learned parameters: every Dense layer's ``n_in * n_out`` weights and ``n_out`` biases."""
         return int(sum(l.n_in * l.n_out + l.n_out for l in self._dense))
 
     def __getstate__(self):
@@ -226,6 +236,17 @@ class Network:
             raise ValueError(f"expected {self.n_params} parameters, got shape {theta.shape}")
         self._sync_params()
         self._theta[...] = theta
+
+    def _value_range(self, src):
+        """``(min, max)`` of the values the first Dense layer sees from the source ``src``."""
+        values = src.array
+        if src.mapped and values.shape[0] > _RANGE_ROWS:
+            values = values[np.linspace(0, values.shape[0] - 1, _RANGE_ROWS).astype(np.int64)]
+        lo, hi = float(np.min(values)), float(np.max(values))
+        if self.rescaling is not None:
+            lo, hi = sorted((lo * self.rescaling.scale + self.rescaling.offset,
+                             hi * self.rescaling.scale + self.rescaling.offset))
+        return lo, hi
 
     def _thread_choice(self):
         """The :class:`fastnn._threads.ThreadChoice` of this network's training (kept across fits)."""
@@ -330,8 +351,13 @@ class Network:
 
     # ---- inference -------------------------------------------------------
 
-    def _output(self, src):
-        """Last layer output (logits for the fused losses) for the checked source ``src``."""
+    def _output(self, src, overflow="raise"):
+        """Last layer output (logits for the fused losses) for the checked source ``src``.
+
+        A non-finite input value always raises; a forward pass that overflows
+        raises with ``overflow="raise"`` and gives its inf/NaN outputs with
+        ``"propagate"`` (metrics: a diverged network's loss is inf or NaN).
+        """
         theta = self._sync_params()
         with blas_threads(1):                   # fastnn's own threads call BLAS
             out, ok, bad = self.backend.predict_raw(self._spec, theta, src,
@@ -339,9 +365,13 @@ class Network:
         if bad >= 0:
             raise _data.bad_value_error(src, bad, self.dtype)
         if not ok:
-            if not np.isfinite(theta).all():
+            theta_finite = bool(np.isfinite(theta).all())
+            if theta_finite:
+                _check_finite_chunked(src, self.dtype)     # bad input, found where it is
+            if overflow == "propagate":
+                return out
+            if not theta_finite:
                 raise FloatingPointError("the network's parameters are not finite (NaN or inf)")
-            _check_finite_chunked(src, self.dtype)
             raise FloatingPointError("the forward pass overflowed: X values are too large for "
                                      f"{self.dtype.name} (max |X| = "
                                      f"{_max_abs_chunked(src.array):.3g})")
@@ -596,6 +626,8 @@ class Network:
                 raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
             checkpoint_every = _check_int("checkpoint_every", checkpoint_every, minimum=1)
         previous, self.optimizer = self.optimizer, optimizer
+        previous_range, self.input_range = self.input_range, _widen(self.input_range,
+                                                                    self._value_range(data.X))
         try:
             with blas_threads(1):               # fastnn's own threads call BLAS (kernels.step)
                 return training.fit(self, data, epochs=epochs, batch_size=batch_size,
@@ -606,6 +638,7 @@ class Network:
                                     strategy=strategy)
         except _data.DataError:
             self.optimizer = previous            # bad input: the call changes nothing
+            self.input_range = previous_range
             raise
 
     def __repr__(self):
@@ -658,6 +691,14 @@ def _check_weights(sample_weight, n):
 
 
 CHUNK_ROWS = 65536
+_RANGE_ROWS = 4096
+
+
+def _widen(old, new):
+    """The union of two ``(min, max)`` ranges (either may be None)."""
+    if old is None:
+        return new
+    return min(old[0], new[0]), max(old[1], new[1])
 
 
 def _check_finite_chunked(src, dtype):

@@ -235,7 +235,7 @@ def metrics(net, data, strategy):
     try:
         for start in range(lo, hi, METRIC_ROWS):
             chunk = data.rows(start, min(hi, start + METRIC_ROWS))
-            totals += net._metric_sums(net._output(chunk.X), chunk)
+            totals += net._metric_sums(net._output(chunk.X, overflow="propagate"), chunk)
     except Exception as exc:            # raised after the sum, which every rank enters
         error = exc
     strategy.sum(totals)

@@ -225,3 +225,130 @@ def test_shuffle_must_be_true_false_or_block(problem):
     X, y = problem
     with pytest.raises(ValueError, match="shuffle must be True, False or 'block'"):
         net().fit(X, y, shuffle="blocks", verbose=0)
+
+
+# ---- .npy data folders and the command line -----------------------------------------
+
+def test_save_npy_keeps_uint8_and_load_npy_maps_it(tmp_path, problem):
+    X, y = problem
+    folder = fastnn.datasets.save_npy(tmp_path / "set", X, y, X[:10], y[:10])
+    assert sorted(p.name for p in folder.iterdir()) == ["X.npy", "X_test.npy", "y.npy",
+                                                        "y_test.npy"]
+    (Xm, ym), (Xt, yt) = fastnn.datasets.load_npy(folder)
+    assert Xm.dtype == np.uint8 and data.is_mapped(Xm) and not Xm.flags.writeable
+    np.testing.assert_array_equal(Xm, X)
+    np.testing.assert_array_equal(yt, y[:10])
+    (Xi, _), none = fastnn.datasets.load_npy(fastnn.datasets.save_npy(tmp_path / "b", X, y),
+                                             mmap_mode=None)
+    assert none is None and not data.is_mapped(Xi)
+
+
+def test_save_npy_streams_a_map_in_chunks(tmp_path, monkeypatch, problem):
+    from fastnn.datasets import npy
+
+    X, y = problem
+    monkeypatch.setattr(npy, "_CHUNK_ROWS", 7)          # several chunks, a partial last one
+    folder = fastnn.datasets.save_npy(tmp_path / "s", mapped(write(tmp_path, "X", X)), y)
+    np.testing.assert_array_equal(np.load(folder / "X.npy"), X)
+
+
+@pytest.mark.parametrize("missing, message", [
+    (("y.npy",), "missing y.npy"), (("y_test.npy",), "X_test.npy without its pair")])
+def test_load_npy_names_missing_files(tmp_path, problem, missing, message):
+    X, y = problem
+    folder = fastnn.datasets.save_npy(tmp_path / "s", X, y, X, y)
+    for name in missing:
+        (folder / name).unlink()
+    with pytest.raises(FileNotFoundError, match=message):
+        fastnn.datasets.load_npy(folder)
+
+
+def test_truncated_npy_file_is_a_clear_error(tmp_path, problem):
+    X, y = problem
+    folder = fastnn.datasets.save_npy(tmp_path / "s", X, y)
+    path = folder / "X.npy"
+    with open(path, "r+b") as handle:
+        handle.truncate(os.path.getsize(path) - 100)
+    with pytest.raises(fastnn.datasets.DatasetError, match=r"X.npy: the file is truncated"):
+        fastnn.datasets.load_npy(folder)
+
+
+def test_load_npy_checks_shapes(tmp_path, problem):
+    X, y = problem
+    folder = fastnn.datasets.save_npy(tmp_path / "s", X, y)
+    np.save(folder / "y.npy", y[:-1])
+    with pytest.raises(fastnn.datasets.DatasetError, match="does not match X.npy's 301 rows"):
+        fastnn.datasets.load_npy(folder)
+
+
+def test_mnist_idx_converts_to_uint8_npy(tmp_path):
+    rng = np.random.default_rng(0)
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    images = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 30).astype(np.uint8)
+    for name, array in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels),
+                        ("t10k-images-idx3-ubyte.gz", images[:9]),
+                        ("t10k-labels-idx1-ubyte.gz", labels[:9])):
+        fastnn.datasets.write_idx(idx / name, array)
+    folder = fastnn.datasets.mnist_to_npy(idx, tmp_path / "npy")
+    (X, y), (Xt, yt) = fastnn.datasets.load_npy(folder)
+    assert X.dtype == np.uint8 and X.shape == (30, 784) and Xt.shape == (9, 784)
+    np.testing.assert_array_equal(X, images.reshape(30, -1))
+    np.testing.assert_array_equal(yt, labels[:9])
+    (Xf, _), _ = fastnn.datasets.load_mnist(idx)
+    np.testing.assert_array_equal(Xf, (X / 255).astype(np.float32))
+
+
+def cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "fastnn.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_trains_from_a_npy_folder_and_predicts_raw_pixels(tmp_path):
+    X, y = fastnn.datasets.load_digits(scale=False, dtype="float64")
+    X = (X * 15).astype(np.uint8)                # 0..240: raw 8-bit pixels
+    folder = fastnn.datasets.save_npy(tmp_path / "digits", X[:1500], y[:1500], X[1500:],
+                                      y[1500:])
+    model = tmp_path / "m.npz"
+    train = cli("train", "--data", f"npy:{folder}", "--epochs", "3", "--save", model)
+    assert train.returncode == 0, train.stderr
+    assert "rescale x*0.00392157+0" in train.stdout          # uint8 -> Rescaling(1/255)
+    accuracy = float(train.stdout.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.8
+    np.save(tmp_path / "raw.npy", X[1500:])
+    predicted = cli("predict", model, "--input", tmp_path / "raw.npy")
+    assert predicted.returncode == 0 and "warning" not in predicted.stderr
+    labels = np.array(predicted.stdout.split(), dtype=np.int64)
+    assert np.mean(labels == y[1500:]) == pytest.approx(accuracy, abs=5e-5)   # printed to 4 places
+    evaluated = cli("evaluate", model, "--data", f"npy:{folder}")
+    assert evaluated.stdout.strip() == train.stdout.strip().splitlines()[-2]
+
+
+def test_predict_warns_about_inputs_outside_the_training_range(tmp_path):
+    X, y = fastnn.datasets.load_digits()                    # pixels scaled to [0, 1]
+    model = tmp_path / "m.npz"
+    net = fastnn.Network([fastnn.Dense(64, 10)], seed=0)
+    net.fit(X, y, epochs=1, verbose=0)
+    assert net.input_range == (0.0, 1.0)
+    fastnn.save(net, model)
+    assert fastnn.load(model).input_range == (0.0, 1.0)
+    np.save(tmp_path / "raw.npy", X[:5] * 16)               # raw 0..16 pixels
+    raw = cli("predict", model, "--input", tmp_path / "raw.npy")
+    assert raw.returncode == 0
+    assert "warning: the inputs span [0, 16] but the model was trained on [0, 1]" in raw.stderr
+    scaled = cli("predict", model, "--input", tmp_path / "raw.npy", "--scale", "16")
+    assert scaled.returncode == 0 and scaled.stderr == ""
+    assert "input range:  [0, 1]" in cli("info", model).stdout
+
+
+def test_input_range_of_a_map_comes_from_a_sample_and_widens_over_fits(tmp_path, problem):
+    X, y = problem
+    model = net((1 / 255, 0.0))
+    fit(model, mapped(write(tmp_path, "X", X)), y)
+    assert model.input_range == (X.min() / 255, X.max() / 255)
+    fit(model, X[:50] // 2, y[:50])
+    assert model.input_range == (X.min() / 255, X.max() / 255)

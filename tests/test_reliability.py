@@ -169,3 +169,24 @@ def test_two_networks_in_two_threads_match_sequential_training():
     for key in "ab":
         assert concurrent[key][0].tobytes() == sequential[key][0].tobytes()
         assert concurrent[key][1] == sequential[key][1]
+
+
+def test_a_divergence_in_the_first_epoch_leaves_every_history_key():
+    """on_nonfinite="stop" before any epoch ends: the keys are there, with empty lists."""
+    import warnings
+
+    import fastnn
+
+    X = np.ones((200, 3)) * 1e200          # several steps an epoch: it diverges in the first
+    net = fastnn.Network([fastnn.Dense(3, 2)], dtype="float64")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        history = net.fit(X, np.arange(200) % 2, epochs=3, optimizer=fastnn.SGD(1e6),
+                          on_nonfinite="stop", validation_split=0.2, verbose=0)
+    assert history.nonfinite["epoch"] == 0
+    assert history.history["loss"] == [] and history.history["val_accuracy"] == []
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                                    "seconds", "samples_per_second"}
+    for name in ("n_features", "n_outputs", "n_params"):
+        assert getattr(fastnn.Network, name).__doc__
+    assert fastnn.History.append.__doc__
