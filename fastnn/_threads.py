@@ -124,9 +124,12 @@ class ThreadChoice:
     With ``pinned`` (``Network(threads=N)``) always N. Otherwise the
     candidates are 1 .. ``max_threads``: every block of steps is timed, an
     exponential average of seconds per step kept per team size, the fastest
-    used, and each other size tried again for one short block every
-    ``RECHECK`` seconds (sooner when the current size slows down by half), so
-    a run follows the load of the machine.
+    used, and each other size tried again for one short block after
+    ``RECHECK`` seconds of training, a wait that doubles (up to
+    ``MAX_RECHECK``) each time a probe confirms the choice and starts over
+    when the choice changes. A probe comes sooner when the current size's
+    average has slowed to 1.5 times what it was at the last probe (the
+    machine's load changed).
 
     Parameters
     ----------
@@ -136,7 +139,8 @@ class ThreadChoice:
 
     BLOCK = 0.03          # seconds of steps per block
     PROBE = 0.01          # seconds of a probing block
-    RECHECK = 1.0         # seconds between probes of the other team sizes
+    RECHECK = 1.0         # seconds of training between probes, at first
+    MAX_RECHECK = 16.0
     SMOOTHING = 0.5
 
     def __init__(self, pinned=None, max_threads=None):
@@ -144,7 +148,10 @@ class ThreadChoice:
         self.max_threads = max(1, max_threads or available_cores())
         self.per_step = {}            # team size -> seconds per step (average)
         self.since_probe = 0.0
+        self.recheck = self.RECHECK
         self.probing = None
+        self.best = None
+        self.best_at_probe = None     # the best size's average when it was last confirmed
 
     @property
     def candidates(self):
@@ -162,8 +169,15 @@ class ThreadChoice:
             self.probing = untried[0]
             return self.probing, self.PROBE if self.per_step else self.BLOCK
         best = min(candidates, key=self.per_step.__getitem__)
-        if self.since_probe >= self.RECHECK:
+        if best != self.best:
+            self.best, self.recheck = best, self.RECHECK
+            self.best_at_probe = self.per_step[best]
+        slowed = self.per_step[best] > 1.5 * self.best_at_probe
+        if self.since_probe >= self.recheck or slowed:
             self.since_probe = 0.0
+            self.recheck = min(self.MAX_RECHECK, self.recheck * 2) if not slowed \
+                else self.RECHECK
+            self.best_at_probe = self.per_step[best]
             others = [n for n in candidates if n != best]
             self.probing = min(others, key=self.per_step.__getitem__)
             return self.probing, self.PROBE
@@ -184,8 +198,6 @@ class ThreadChoice:
             return
         per_step = seconds / steps
         old = self.per_step.get(n)
-        if old is not None and self.probing is None and per_step > 1.5 * old:
-            self.since_probe = self.RECHECK        # slowed down: look at the others now
         self.per_step[n] = per_step if old is None else (
             self.SMOOTHING * old + (1 - self.SMOOTHING) * per_step)
         self.since_probe += seconds

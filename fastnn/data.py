@@ -76,6 +76,61 @@ def advise(array, pattern):
         pass
 
 
+def _advise_rows(array, row_ranges, flags):
+    """``madvise`` the pages of rows ``[(start, stop), ...]`` with the first of ``flags`` the
+    OS accepts; False when none is (or ``array`` is not a memory map)."""
+    mapping = _mapping(array)
+    flags = [f for f in flags if f is not None]
+    if mapping is None or not flags or not hasattr(mapping, "madvise"):
+        return False
+    base = np.frombuffer(mapping, np.uint8, count=1).ctypes.data
+    row_bytes = array.strides[0]
+    start_of_rows = array.ctypes.data - base
+    page = mmap.PAGESIZE
+    for flag in flags:
+        try:
+            for start, stop in row_ranges:
+                first = start_of_rows + start * row_bytes
+                last = min(len(mapping), start_of_rows + stop * row_bytes)
+                aligned = first - first % page
+                if last > aligned:
+                    mapping.madvise(flag, aligned, last - aligned)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def will_need(array, row_ranges):
+    """Start reading the rows ``[(start, stop), ...]`` of a memory-mapped ``array`` now.
+
+    ``MADV_WILLNEED`` on their pages: the OS reads them in the background
+    while the steps before them compute, in large requests, instead of one
+    page fault at a time when a step reaches them. Nothing happens for arrays
+    in memory.
+    """
+    _advise_rows(array, row_ranges, [getattr(mmap, "MADV_WILLNEED", None)])
+
+
+# Linux's MADV_PAGEOUT (5.4+; Python's mmap module does not name it) and MADV_COLD.
+_MADV_PAGEOUT, _MADV_COLD = 21, 20
+
+
+def done_with(array, row_ranges):
+    """Let the OS reclaim the pages of rows that this epoch will not read again.
+
+    Without it, pages read a few times (several rows share a page) sit on the
+    page cache's active list, and under a tight memory limit the OS reclaims
+    the blocks read ahead for the next steps instead: every step then faults
+    them in again. ``MADV_PAGEOUT`` frees the used blocks' pages now (the
+    file is unchanged; another process's mapping keeps its pages); where the
+    OS lacks it, ``MADV_COLD``, else nothing.
+    """
+    if not hasattr(mmap, "MADV_WILLNEED") or not row_ranges:
+        return
+    _advise_rows(array, row_ranges, [_MADV_PAGEOUT, _MADV_COLD])
+
+
 def _writable_bytes(array):
     """``array``'s rows as a writable-flagged uint8 (n, row_bytes) array over its memory.
 
@@ -231,7 +286,7 @@ def block_permutation(rng, n, row_bytes, batch_size):
     buffer. Every row comes once an epoch; a window's rows sit in a few
     MiB of the file, which the page cache holds while the window is read.
     """
-    rows = max(batch_size, BLOCK_BYTES // max(row_bytes, 1), 1)
+    rows = block_rows(row_bytes, batch_size)
     n_blocks = -(-n // rows)
     order = rng.permutation(n_blocks)
     starts = order * rows
@@ -244,6 +299,17 @@ def block_permutation(rng, n, row_bytes, batch_size):
     window = block_of_row // BLOCKS_PER_BUFFER
     keys = window + rng.random(n)
     return sequence[np.argsort(keys, kind="stable")].astype(np.int64)
+
+
+def block_rows(row_bytes, batch_size):
+    """Rows per block of ``shuffle="block"``."""
+    return max(batch_size, BLOCK_BYTES // max(row_bytes, 1), 1)
+
+
+def blocks_of(rows, block):
+    """The ``(start, stop)`` row ranges of the blocks that hold ``rows``."""
+    starts = np.unique(np.asarray(rows) // block) * block
+    return [(int(s), int(s) + block) for s in starts]
 
 
 def epoch_order(rng, n, shuffle, row_bytes, batch_size):

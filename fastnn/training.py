@@ -154,7 +154,8 @@ def _fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validati
     steps = -(-data.n // batch_size)
     if data.X.mapped:
         _data.advise(data.X.array, "random" if shuffle is True else "normal")
-    run = EpochRunner(net, data, batch_size, steps, optimizer, strategy, net._thread_choice())
+    run = EpochRunner(net, data, batch_size, steps, optimizer, strategy, net._thread_choice(),
+                      readahead=data.X.mapped and shuffle == "block")
     progress = Progress(verbose if strategy.writer else 0, epochs)
     net.stop_training = False
     net.history = history
@@ -264,8 +265,13 @@ class EpochRunner:
     same decisions at the same steps.
     """
 
-    def __init__(self, net, data, batch_size, steps, optimizer, strategy, choice):
+    def __init__(self, net, data, batch_size, steps, optimizer, strategy, choice,
+                 readahead=False):
         self.net, self.data, self.strategy, self.choice = net, data, strategy, choice
+        self.readahead = _data.block_rows(data.X.bytes.shape[1], batch_size) if readahead \
+            else 0
+        self.read_until = 0               # rows of the epoch's order asked for ahead
+        self.windows_done = 0             # windows of blocks handed back to the OS
         self.batch_size, self.steps, self.optimizer = batch_size, steps, optimizer
         self.theta = net._theta
         self.step_losses = np.empty(steps, np.float64)
@@ -300,10 +306,13 @@ class EpochRunner:
         snap = self._snapshot()
         done = 0
         shown = start
+        self.read_until = self.windows_done = 0
         while done < self.steps:
             threads, seconds = self.choice.next()
             per_call = self.strategy.agree(self.choice.steps_for(threads, seconds))
             stop = min(self.steps, done + per_call)
+            if self.readahead:
+                self._read_ahead(perm, done, stop)
             began = time.perf_counter()
             completed = self._call(perm, done, stop, threads)
             self.choice.record(threads, time.perf_counter() - began, completed)
@@ -323,6 +332,21 @@ class EpochRunner:
         if not self._finite():
             return self._replay(perm, snap, self.steps - 1)
         return None
+
+    def _read_ahead(self, perm, done, stop):
+        """``shuffle="block"`` from a memory map: ask the OS for the blocks up to one window
+        past step ``stop``, and hand back those of the windows before step ``done``."""
+        window = self.readahead * _data.BLOCKS_PER_BUFFER
+        until = min(perm.shape[0], stop * self.batch_size + window)
+        if until > self.read_until:
+            rows = perm[self.read_until:until]
+            _data.will_need(self.data.X.array, _data.blocks_of(rows, self.readahead))
+            self.read_until = until
+        finished = done * self.batch_size // window       # windows every step has passed
+        if finished > self.windows_done:
+            rows = perm[self.windows_done * window:finished * window]
+            _data.done_with(self.data.X.array, _data.blocks_of(rows, self.readahead))
+            self.windows_done = finished
 
     def _replay(self, perm, snap, last):
         """From the epoch's start, the first step (<= ``last``) after which the state is not finite."""

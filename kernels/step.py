@@ -316,8 +316,9 @@ def train_steps(worker, n_workers, team, shared,
                     status[0] = STOP_ZERO_WEIGHT
                     status[1] = s
                 return s - step_begin
-        # 1. gather this worker's rows of the batch
-        a, b = _split(rl, n_workers, worker)
+        # 1. gather this worker's rows of the batch (a memory map: worker 0 reads them
+        # all, in file order, so the pages fault in one stream)
+        a, b = _split(rl, n_workers, worker) if not sort else (0, rl if worker == 0 else 0)
         bad = -1
         kind = STOP_BAD_X
         if not gathered:

@@ -9,9 +9,10 @@ and each tile is computed whole by one thread with the same single-threaded
 BLAS call, so results are bit-identical for one thread or two.
 
 The barrier spins (with the CPU's ``pause``) while the partner thread is
-expected soon and gives the core away (``sched_yield``) after
-``SPIN_LIMIT`` rounds, so a thread waiting for a descheduled partner does not
-burn the time the partner needs.
+expected soon, gives the core away (``sched_yield``) after ``SPIN_LIMIT``
+rounds, and then sleeps between checks (10 us, doubling up to 1 ms), so a
+thread waiting for a descheduled partner, or one stalled on a page of a
+memory map, does not burn the time the partner needs.
 """
 
 import platform
@@ -102,8 +103,13 @@ def pause(typingctx):
     return sig, codegen
 
 
-# libc's sched_yield, declared by name (the compiled code stays cacheable).
+# libc's sched_yield and usleep, declared by name (the compiled code stays cacheable).
 sched_yield = types.ExternalFunction("sched_yield", types.int32())
+usleep = types.ExternalFunction("usleep", types.int32(types.uint32))
+
+# After spinning: yield this many times, then sleep (10 us, doubling up to 1 ms) between checks.
+YIELD_LIMIT = 50
+MAX_SLEEP_US = 1000
 
 
 @njit(**JIT)
@@ -122,12 +128,16 @@ def barrier(state, n_threads):
         atomic_add(state, GENERATION, 1)
         return
     spins = 0
+    sleep = 10
     while atomic_load(state, GENERATION) == generation:
         spins += 1
         if spins < SPIN_LIMIT:
             pause()
-        else:
+        elif spins < SPIN_LIMIT + YIELD_LIMIT:
             sched_yield()
+        else:                               # the partner is descheduled or waits on I/O
+            usleep(sleep)
+            sleep = min(MAX_SLEEP_US, 2 * sleep)
 
 
 @intrinsic
