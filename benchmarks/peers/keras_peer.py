@@ -68,6 +68,7 @@ def run(config, data, opts):
                   accuracy=float(np.mean(predict(data["X_test"]) == data["y_test"])),
                   tf_threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
                                   inter_op=tf.config.threading.get_inter_op_parallelism_threads()),
-                  keras_backend=keras.backend.backend())
+                  keras_backend=keras.backend.backend(),
+                  jit_compile=bool(model.jit_compile))   # Keras turns it off if unsupported
     result.update(predict_result(lambda: predict(data["X_predict"]), opts.repeats))
     return result
