@@ -566,11 +566,9 @@ def summary_rows(summary, args):
     peers = [s for s in args.systems if s not in ("fastnn", "fastnn-1")]
     if "fastnn-1" in args.systems:
         peers.append("fastnn-1")
-    columns = [("fraction_of_peak", "of peak")]
-    for p in peers:
-        columns.append((p, "default/threads=1" if p == "fastnn-1" and args.threads is None
-                        else f"threads={args.threads}/threads=1" if p == "fastnn-1"
-                        else f"fastnn/{p}"))
+    pinned = "default" if args.threads is None else f"threads={args.threads}"
+    columns = [("fraction_of_peak", "of peak")] + [
+        (p, f"{pinned}/threads=1" if p == "fastnn-1" else f"fastnn/{p}") for p in peers]
     with_target = {key for key, _ in columns
                    if any(key in summary[c]["targets"] for c in args.configs)}
     head = ["config", "fastnn steady (s)", "spread"]
