@@ -5,6 +5,7 @@ process boundary and every system trains on bit-identical inputs.
 """
 
 import math
+import os
 import statistics
 import time
 from typing import NamedTuple
@@ -114,6 +115,28 @@ def epoch_flops(sizes, n):
     """
     total = sum(6 * n * a * b for a, b in zip(sizes[:-1], sizes[1:]))
     return total - 2 * n * sizes[0] * sizes[1]
+
+
+def predict_flops(sizes, n=N_PREDICT):
+    """Floating-point operations of the forward products of ``n`` rows (2 n m_in m_out each)."""
+    return sum(2 * n * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def all_cores():
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def peer_threads(opts):
+    """The thread count a peer uses: ``--threads`` when given, else all cores.
+
+    (fastnn itself gets ``threads=None``, its own measured choice, unless
+    ``--threads`` pins it.)
+    """
+    return opts.threads if opts.threads is not None else all_cores()
 
 
 def timed_repeats(fn, repeats):

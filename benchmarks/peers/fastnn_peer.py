@@ -14,17 +14,21 @@ def _optimizer(fastnn, name):
     return fastnn.SGD(lr=hp["lr"], momentum=hp["momentum"])
 
 
-def run(config, data, opts, backend):
+def run(config, data, opts, backend, threads):
     """Train one epoch in one ``fit`` call, then ``opts.epochs`` more in a second.
 
-    Without ``--warmup`` there is no ``fastnn.warmup()``: the first ``fit`` call's wall time carries numba's
-    start-up and the kernels' compile or cache-load cost, whether it falls in
-    the step loop or in fit's input checks (the first numba call of the
-    process pays it). Steady epochs are fit's own
+    Without ``--warmup`` there is no ``fastnn.warmup()``: the first ``fit``
+    call's wall time carries numba's start-up and the kernels' compile or
+    cache-load cost, whether it falls in the step loop or in fit's input
+    checks (the first numba call of the process pays it). Steady epochs are fit's own
     ``History.history["seconds"]`` (each epoch's step loop; the optimizer and
     its state carry over between the calls); the wall time of that call is
     kept as ``fit_wall`` and what it spent outside the epochs as
     ``fit_overhead``.
+
+    ``threads`` goes to ``Network(threads=...)``: None is fastnn's default
+    (the team size it measures as fastest, re-checked as it trains), an int
+    pins it.
     """
     start = time.perf_counter()
     import fastnn
@@ -37,7 +41,7 @@ def run(config, data, opts, backend):
     layers = [fastnn.Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
     layers.append(fastnn.Dense(sizes[-2], sizes[-1]))
     net = fastnn.Network(layers, loss="cross_entropy", dtype="float32", seed=opts.seed,
-                         backend=backend, threads=opts.threads)
+                         backend=backend, threads=threads)
     net.set_params(np.concatenate([a.ravel() for pair in initial_params(sizes, opts.seed)
                                    for a in pair]))
     optimizer = _optimizer(fastnn, opts.optimizer)
@@ -54,17 +58,29 @@ def run(config, data, opts, backend):
     seconds = steady.history["seconds"]
     result = summarize([first_wall] + seconds)
     result.update(
-        import_seconds=import_seconds, warmup_seconds=warmup_seconds, first_epoch_loop=first.history["seconds"][0],
+        import_seconds=import_seconds, warmup_seconds=warmup_seconds,
+        first_epoch_loop=first.history["seconds"][0],
         fit_wall=steady_wall, fit_overhead=steady_wall - sum(seconds),
         train_loss=steady.history["loss"][-1],
-        accuracy=float(np.mean(net.predict(data["X_test"]) == data["y_test"])))
+        accuracy=float(np.mean(net.predict(data["X_test"]) == data["y_test"])),
+        threads="default (measured)" if threads is None else threads)
+    choice = getattr(net, "_choice", None)
+    if backend == "numba" and choice is not None:
+        # What the measured choice saw: seconds per step for each team size.
+        result["seconds_per_step_by_threads"] = {str(k): v for k, v in choice.per_step.items()}
     result.update(predict_result(lambda: net.predict(data["X_predict"]), opts.repeats))
     return result
 
 
 def run_numba(config, data, opts):
-    return run(config, data, opts, "numba")
+    """fastnn's numba kernels with ``--threads`` if given, else fastnn's default."""
+    return run(config, data, opts, "numba", opts.threads)
+
+
+def run_numba_one_thread(config, data, opts):
+    """fastnn's numba kernels pinned to one thread (``Network(threads=1)``)."""
+    return run(config, data, opts, "numba", 1)
 
 
 def run_numpy(config, data, opts):
-    return run(config, data, opts, "numpy")
+    return run(config, data, opts, "numpy", opts.threads)

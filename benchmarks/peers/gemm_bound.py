@@ -8,13 +8,17 @@ trainer that calls this BLAS.
 
 The predict bound is the same for inference: the forward products of all
 10,000 prediction rows, one product per layer.
+
+The machine's peak (``run_peak``) is one large square sgemm through the same
+BLAS on all cores: what the step's BLAS reaches when nothing is small.
 """
 
 import statistics
 
 import numpy as np
 
-from .common import N_PREDICT, epoch_flops, steps_per_epoch, timed_repeats
+from .common import (N_PREDICT, all_cores, epoch_flops, peer_threads, steps_per_epoch,
+                     timed_repeats)
 
 
 def _buffers(config, n):
@@ -82,7 +86,7 @@ def run_scipy(config, data, opts):
     b, H, D, W, dW = _buffers(config, n)
     H, D, W, dW = List(H), List(D), List(W), List(dW)
     HP, WP = (List(a) for a in _predict_buffers(config))
-    with _limit(opts.threads):
+    with _limit(peer_threads(opts)):
         return _measure(lambda: epoch_products(H, D, W, dW, n, b),
                         lambda: predict_products(HP, WP), opts.repeats, config, n)
 
@@ -109,5 +113,44 @@ def run_numpy(config, data, opts):
         for l in range(L):
             np.matmul(HP[l], WP[l], out=HP[l + 1])
 
-    with _limit(opts.threads):
+    with _limit(peer_threads(opts)):
         return _measure(epoch_products, predict_products, opts.repeats, config, n)
+
+
+PEAK_REPEATS = 5
+
+
+def run_peak(opts):
+    """The machine's peak: a ``size``-cubed float32 product through fastnn's gemm, all cores.
+
+    ``fastnn.kernels.blas.gemm`` from an ``@njit`` function, so SciPy's
+    OpenBLAS through numba's ``numba_xxgemm``, the BLAS of fastnn's training
+    step; its own thread pool set to every core this process may use
+    (whatever ``--threads`` says: this is the machine's figure, not a run's).
+    One warm-up call, then the median of at least ``PEAK_REPEATS`` calls.
+
+    Returns
+    -------
+    dict
+        ``gflops`` (2 size^3 / median seconds / 1e9), ``seconds``, ``times``,
+        ``size``, ``threads``.
+    """
+    from numba import njit
+
+    from fastnn.kernels.blas import gemm
+
+    @njit
+    def product(A, B, C):
+        gemm(False, False, 1.0, A, B, 0.0, C)
+
+    size, threads = opts.peak_size, all_cores()
+    rng = np.random.default_rng(2)
+    A = rng.random((size, size), dtype=np.float32) - 0.5
+    B = rng.random((size, size), dtype=np.float32) - 0.5
+    C = np.empty((size, size), np.float32)
+    with _limit(threads):
+        product(A, B, C)                      # compile, first touch, BLAS thread start
+        times = timed_repeats(lambda: product(A, B, C), max(PEAK_REPEATS, opts.repeats))
+    seconds = statistics.median(times)
+    return dict(gflops=2 * size ** 3 / seconds / 1e9, seconds=seconds, times=times, size=size,
+                threads=threads)

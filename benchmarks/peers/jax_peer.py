@@ -11,12 +11,13 @@ import time
 
 import numpy as np
 
-from .common import OPTIMIZERS, initial_params, predict_result, summarize
+from .common import OPTIMIZERS, initial_params, peer_threads, predict_result, summarize
 
 
 def run(config, data, opts):
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    if opts.threads == 1:
+    single = peer_threads(opts) == 1
+    if single:
         # XLA's CPU client has no thread-count setting beyond this switch.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    " --xla_cpu_multi_thread_eigen=false"
@@ -116,6 +117,6 @@ def run(config, data, opts):
     # so the host-to-device copy is part of it.
     result = summarize(seconds)
     result.update(accuracy=float(np.mean(predict(data["X_test"]) == data["y_test"])),
-                  jax_threads="1" if opts.threads == 1 else "XLA default (all cores)")
+                  jax_threads="1" if single else "XLA default (all cores)")
     result.update(predict_result(lambda: predict(data["X_predict"]), opts.repeats))
     return result

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from .common import N_CLASSES, OPTIMIZERS, predict_result, summarize
+from .common import N_CLASSES, OPTIMIZERS, peer_threads, predict_result, summarize
 
 
 def run(config, data, opts):
@@ -25,7 +25,7 @@ def run(config, data, opts):
     X, y = data["X_train"], data["y_train"]
     classes = np.arange(N_CLASSES)
     seconds = []
-    with warnings.catch_warnings(), threadpool_limits(opts.threads, user_api="blas"):
+    with warnings.catch_warnings(), threadpool_limits(peer_threads(opts), user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         for _ in range(1 + opts.epochs):
             start = time.perf_counter()

@@ -4,14 +4,14 @@ import time
 
 import numpy as np
 
-from .common import OPTIMIZERS, initial_params, predict_result, summarize
+from .common import OPTIMIZERS, initial_params, peer_threads, predict_result, summarize
 
 
 def run(config, data, opts):
     import torch
     from torch import nn
 
-    torch.set_num_threads(opts.threads)
+    torch.set_num_threads(peer_threads(opts))
     torch.manual_seed(opts.seed)
     modules = []
     for W, b in initial_params(config.sizes, opts.seed):
