@@ -24,7 +24,7 @@ from .dropout import dropout_backward, dropout_forward
 from .gather import F32, F64, convert_rows, gather_labels, gather_rows
 from .losses import CE_LABELS, count_correct, output_delta
 from .mpi import allreduce
-from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
+from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, clips, optimizer_update
 
 
 @njit(inline="always", **JIT)
@@ -186,7 +186,8 @@ def train_steps(xsrc, xkind, ysrc, ykind, scale, offset, rescale, sort, sample_w
         Dropout rate after each layer; masks keyed by ``seed``, the
         optimizer step and the row's position in the batch.
     opt_code : int
-        Optimizer code; ``hyper`` its float64 hyperparameters.
+        Optimizer code; ``hyper`` its float64 hyperparameters (gradient
+        clipping included: it applies to the summed gradient of a step).
     t0 : int
         Optimizer steps taken before this call (the next step is t0 + 1).
     s1, s2 : ndarrays shaped like ``theta``
@@ -226,7 +227,10 @@ def train_steps(xsrc, xkind, ysrc, ykind, scale, offset, rescale, sort, sample_w
     L = sizes.shape[0] - 1
     n_params = theta.shape[0]
     distributed = mpi[MPI_FN] != 0
-    fused_sgd = opt_code == SGD and hyper[MOMENTUM] == 0 and not distributed
+    # Plain SGD updates W inside the weight-gradient gemm, unless the update needs the
+    # whole gradient first: summed over processes, or its norm for clipping.
+    fused_sgd = opt_code == SGD and hyper[MOMENTUM] == 0 and not distributed \
+        and not clips(hyper)
     weighted = sample_weight.shape[0] > 0
     lr = hyper[LR]
     wd = hyper[WEIGHT_DECAY]
