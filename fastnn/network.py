@@ -645,6 +645,73 @@ class Network:
             self.optimizer = previous            # bad input: the call changes nothing
             raise
 
+    def summary(self, print_fn=print):
+        """A Keras-style table of the layers, printed and returned.
+
+        One row per layer (Rescaling, Dense, Dropout): its output shape
+        (``None`` is the batch), activation and parameter count, then the
+        totals and the parameter memory (bytes, KiB or MiB) in the network's
+        dtype, and the optimizer's state once it has one. ``print(net)``
+        stays the one-line ``repr``.
+
+        Parameters
+        ----------
+        print_fn : callable or None, default print
+            Called once with the table (as Keras's ``summary(print_fn=)``);
+            None only returns it.
+
+        Returns
+        -------
+        str
+            The table (so ``text = net.summary(print_fn=None)`` keeps it quietly).
+        """
+        rows = []
+        width = self.n_features
+        dense = 0
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                last = dense == len(self._dense) - 1
+                activation = layer.activation
+                if last and self.loss.output_activation is not None:
+                    activation = f"{self.loss.output_activation} (in the loss)"
+                params = layer.n_in * layer.n_out + layer.n_out
+                rows.append((f"Dense({layer.n_in}, {layer.n_out})", layer.n_out, activation,
+                             f"{params:,}"))
+                width = layer.n_out
+                dense += 1
+            elif isinstance(layer, Dropout):
+                rows.append((f"Dropout({layer.rate:g})", width, "-", "0"))
+            else:
+                rows.append((f"Rescaling({layer.scale:.6g}, offset={layer.offset:.6g})", width,
+                             "-", "0"))
+        head = ("#", "Layer", "Output shape", "Activation", "Parameters")
+        table = [head] + [(str(i), name, f"(None, {out})", act, params)
+                          for i, (name, out, act, params) in enumerate(rows)]
+        widths = [max(len(row[c]) for row in table) for c in range(len(head))]
+
+        def line(row):
+            cells = [row[c].rjust(widths[c]) if c in (0, 4) else row[c].ljust(widths[c])
+                     for c in range(len(head))]
+            return "  ".join(cells).rstrip()
+
+        rule = "-" * len(line(head))
+        n_bytes = self.n_params * self.dtype.itemsize
+        lines = [f"Network: loss {self.loss.name!r}, {self.dtype.name}, backend "
+                 f"{self.backend.name!r}", "=" * len(rule), line(head), rule]
+        lines += [line(row) for row in table[1:]]
+        lines += ["=" * len(rule), f"Total parameters: {self.n_params:,}",
+                  f"Parameter memory: {_format_bytes(n_bytes)}, {self.dtype.name}"]
+        opt = self.optimizer
+        if opt is not None and opt.state is not None:
+            state = opt.state["s1"].nbytes + opt.state["s2"].nbytes
+            steps = opt.state["t"]
+            lines.append(f"Optimizer: {type(opt).__name__}, state {_format_bytes(state)} "
+                         f"after {steps:,} step{'' if steps == 1 else 's'}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
     def __repr__(self):
         layers = ", ".join(map(repr, self.layers))
         return (f"Network([{layers}], loss={self.loss.name!r}, dtype={self.dtype.name!r}, "
@@ -652,6 +719,15 @@ class Network:
 
 
 # ---- helpers ---------------------------------------------------------------
+
+def _format_bytes(n):
+    """``n`` bytes as "812 bytes", "397.5 KiB (407,080 bytes)" or "1.50 MiB (1,572,864 bytes)"."""
+    if n < 1024:
+        return f"{n:,} bytes"
+    if n < 1024 ** 2:
+        return f"{n / 1024:.1f} KiB ({n:,} bytes)"
+    return f"{n / 1024 ** 2:.2f} MiB ({n:,} bytes)"
+
 
 def _check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
