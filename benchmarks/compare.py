@@ -8,6 +8,8 @@ batch size and optimizer, in every installed system::
     python benchmarks/compare.py                       # all configs, all systems
     python benchmarks/compare.py --samples 2000 --epochs 2 --configs B
     python benchmarks/compare.py --optimizer adam      # config B unless --configs
+    python benchmarks/compare.py --systems fastnn --configs B --sample-weight
+    python benchmarks/compare.py --systems fastnn --configs B --clip-norm 1.0
     python benchmarks/compare.py --markdown out.md --json out.json
 
 Each (system, configuration) runs in its own process (this file with
@@ -22,6 +24,13 @@ predict time on 10,000 samples. Time ratios use the steady epoch:
 ``fastnn/system`` below 1 means fastnn is faster; ``system/fastnn`` is its
 inverse. The GEMM bound is the time of only the matrix products an epoch
 needs, through the BLAS fastnn calls (and, for information, numpy's).
+
+``--sample-weight`` and ``--clip-norm C`` measure what fastnn's sample
+weights (uniform in [0.5, 1.5), seeded) and gradient clipping
+(``clip_norm=C`` on the optimizer) cost: run with and without them and
+compare fastnn's steady epochs. They apply to fastnn, its numpy reference
+and nothing else (the GEMM bound stays the bound; the other peers are
+refused).
 
 ``--threads N`` (default: all cores) goes to fastnn's ``Network(threads=N)``,
 ``torch.set_num_threads``, a threadpoolctl BLAS limit for scikit-learn and the
@@ -64,6 +73,12 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=5, help="steady-state epochs after the first")
     p.add_argument("--samples", type=int, default=8000, help="training samples")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
+    p.add_argument("--sample-weight", action="store_true",
+                   help="fastnn trains with sample weights (uniform in [0.5, 1.5), seeded), "
+                        "to measure their cost against a run without")
+    p.add_argument("--clip-norm", type=float, default=None, metavar="C",
+                   help="fastnn's optimizer clips the gradient's global L2 norm at C "
+                        "(clip_norm=C), to measure the cost of clipping")
     p.add_argument("--threads", type=int, default=os.cpu_count(),
                    help="BLAS/intra-op threads for every system (default: all cores)")
     p.add_argument("--repeats", type=int, default=5,
@@ -96,6 +111,13 @@ def parse_args(argv=None):
         bad = [v for v in values if v not in valid]
         if bad:
             p.error(f"unknown {name} {', '.join(bad)}; valid: {', '.join(valid)}")
+    if (args.sample_weight or args.clip_norm is not None) and not args.worker:
+        peers = [s for s in args.systems if s in ("torch", "jax", "sklearn")]
+        if peers:
+            p.error(f"--sample-weight and --clip-norm time fastnn only; drop {', '.join(peers)} "
+                    f"(e.g. --systems fastnn)")
+        if args.clip_norm is not None and not args.clip_norm > 0:
+            p.error(f"--clip-norm must be > 0, got {args.clip_norm}")
     if "fastnn" not in args.systems:
         args.systems.insert(0, "fastnn")          # every ratio is against it
     for name in ("epochs", "samples", "threads", "repeats", "rounds"):
@@ -109,7 +131,9 @@ def worker_argv(args, system, config):
             "--samples", str(args.samples), "--epochs", str(args.epochs),
             "--optimizer", args.optimizer, "--threads", str(args.threads),
             "--repeats", str(args.repeats), "--seed", str(args.seed), "--rounds", "1",
-            *(["--warmup"] if args.warmup else [])]
+            *(["--warmup"] if args.warmup else []),
+            *(["--sample-weight"] if args.sample_weight else []),
+            *(["--clip-norm", repr(args.clip_norm)] if args.clip_norm is not None else [])]
 
 
 # ---- worker side -------------------------------------------------------------
@@ -285,7 +309,10 @@ def header_lines(info, args):
         lines.append(f"BLAS of {b['owner']}: {b['prefix']} {b['version']} ({b['architecture']}, "
                      f"{b['threads']} threads) {b['file']}")
     lines += [f"run: {args.samples} samples, 1 + {args.epochs} epochs, optimizer "
-              f"{args.optimizer} ({hp_text}), threads {args.threads}, seed {args.seed}, "
+              f"{args.optimizer} ({hp_text}"
+              f"{f', clip_norm={args.clip_norm}' if args.clip_norm is not None else ''})"
+              f"{', sample weights' if args.sample_weight else ''}, threads {args.threads}, "
+              f"seed {args.seed}, "
               f"predict on {N_PREDICT}, accuracy on {N_TEST} held-out; median of "
               f"{args.rounds} round(s), up to {args.retries} retries of a disturbed worker",
               "load average at start: " + " ".join(f"{x:.2f}" for x in info["load_average"])]
