@@ -10,9 +10,12 @@ Gradient clipping acts on the loss gradient before weight decay and the
 update, inside the update loop: every update kernel reads ``g[i]`` through
 :func:`clipped`, which clamps it to ``[-clip_value, clip_value]``
 (``torch.nn.utils.clip_grad_value_``) and multiplies it by ``scale``. With
-``clip_norm`` the scale is :func:`clip_coefficient`, the rule of
-``torch.nn.utils.clip_grad_norm_`` over the global L2 norm, which costs one
-pass over the gradient (:func:`gradient_norm`) before the update pass.
+``clip_norm`` the scale is :func:`clip_scale` of the global L2 norm, the rule
+of ``torch.nn.utils.clip_grad_norm_``, which costs one pass over the gradient
+(:func:`squared_norm`) before the update pass. :func:`optimizer_update` does
+both over one array; a caller that updates the parameters in pieces (threads,
+chunks) sums :func:`squared_norm` over the pieces first and gives every piece
+the same scale through :func:`update_scaled`.
 """
 
 import math
@@ -30,35 +33,49 @@ NORM_EPS = 1e-6
 
 
 @njit(**JIT)
-def gradient_norm(g, n):
-    """The Euclidean norm of ``g[:n]``, accumulated in float64.
+def squared_norm(g, start, stop):
+    """``sum g[start:stop]**2``, accumulated in float64 (one piece of a global norm).
 
     Parameters
     ----------
-    g : ndarray of shape (>= n,)
+    g : ndarray of shape (>= stop,)
         A flat gradient (the summed one, under distributed training).
-    n : int
-        Entries that are gradient (a distributed ``g`` carries a flag after them).
+    start, stop : int
+        The entries summed (a distributed ``g`` carries a flag after the gradient).
     """
     total = 0.0
-    for i in range(n):
+    for i in range(start, stop):
         v = float(g[i])
         total += v * v
-    return math.sqrt(total)
+    return total
+
+
+@njit(**JIT)
+def gradient_norm(g, n):
+    """The Euclidean norm of ``g[:n]``."""
+    return math.sqrt(squared_norm(g, 0, n))
+
+
+@njit(**JIT)
+def clip_scale(norm, max_norm):
+    """The factor ``clip_grad_norm_`` scales by: ``min(1, max_norm / (norm + 1e-6))``.
+
+    1 without clipping (``max_norm == 0``) and whenever the norm is small
+    enough; a non-finite norm gives 1 too, so a NaN gradient stays NaN and
+    the divergence checks see it.
+    """
+    if max_norm == 0:
+        return 1.0
+    coef = max_norm / (norm + NORM_EPS)
+    return coef if coef < 1.0 else 1.0
 
 
 @njit(**JIT)
 def clip_coefficient(g, n, max_norm):
-    """The factor ``clip_grad_norm_`` scales ``g[:n]`` by: ``min(1, max_norm / (norm + 1e-6))``.
-
-    1 without clipping (``max_norm == 0``, no pass over ``g``) and whenever
-    the norm is small enough; a non-finite norm gives 1 too, so a NaN
-    gradient stays NaN and the divergence checks see it.
-    """
+    """:func:`clip_scale` of ``g[:n]``'s norm; no pass over ``g`` without clipping."""
     if max_norm == 0:
         return 1.0
-    coef = max_norm / (gradient_norm(g, n) + NORM_EPS)
-    return coef if coef < 1.0 else 1.0
+    return clip_scale(gradient_norm(g, n), max_norm)
 
 
 @njit(inline="always", **JIT)
@@ -194,7 +211,18 @@ def optimizer_update(code, w, g, s1, s2, t, hyper):
         Step number, counted from 1.
     hyper : ndarray of shape (N_HYPER,), float64
     """
-    scale = clip_coefficient(g, w.shape[0], hyper[CLIP_NORM])
+    update_scaled(code, w, g, s1, s2, t, hyper,
+                  clip_coefficient(g, w.shape[0], hyper[CLIP_NORM]))
+
+
+@njit(**JIT)
+def update_scaled(code, w, g, s1, s2, t, hyper, scale):
+    """:func:`optimizer_update` with the gradient scale given (1: none).
+
+    For updates in pieces: ``scale`` is :func:`clip_scale` of the whole
+    gradient's norm (``hyper[CLIP_NORM]`` is not read here); ``clip_value``
+    is element-wise and applies piece by piece.
+    """
     limit = hyper[CLIP_VALUE]
     if code == SGD:
         if hyper[MOMENTUM] == 0:

@@ -138,6 +138,24 @@ def test_below_the_threshold_nothing_is_scaled():
     assert ko.gradient_norm(g, 4) == pytest.approx(np.linalg.norm(g[:4]), rel=1e-15)
 
 
+@pytest.mark.parametrize("clip", CLIPS)
+@pytest.mark.parametrize("case", ["sgd_momentum", "adam"])
+def test_update_in_pieces_with_the_global_scale(case, clip):
+    """How a caller updating in chunks (threads) clips: one norm, summed over the pieces."""
+    w0, grads = scripted()
+    opt = CASES[case](**CLIPS[clip])
+    hyper = opt.hyper_array()
+    w, s1, s2 = w0.copy(), np.zeros(9), np.zeros(9)
+    for t, g in enumerate(grads, start=1):
+        pieces = [(0, 4), (4, 7), (7, 9)]
+        norm = np.sqrt(sum(ko.squared_norm(g, a, b) for a, b in pieces))
+        scale = ko.clip_scale(norm, hyper[ko.CLIP_NORM])
+        for a, b in pieces:
+            ko.update_scaled(opt.code, w[a:b], g[a:b], s1[a:b], s2[a:b], t, hyper, scale)
+    # The norm summed in another order: rounding only.
+    np.testing.assert_allclose(w, run_kernel(opt, w0, grads), rtol=1e-14, atol=1e-15)
+
+
 def test_float32_close_to_float64():
     w0, grads = scripted()
     for clip in CLIPS.values():
