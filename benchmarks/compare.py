@@ -9,6 +9,8 @@ batch size and optimizer, in every installed system::
     python benchmarks/compare.py --samples 2000 --epochs 2 --configs B
     python benchmarks/compare.py --optimizer adam      # config B unless --configs
     python benchmarks/compare.py --load 1              # beside one busy process
+    python benchmarks/compare.py --systems fastnn --configs B --sample-weight
+    python benchmarks/compare.py --systems fastnn --configs B --clip-norm 1.0
     python benchmarks/compare.py --markdown out.md --json out.json
 
 Each (system, configuration) runs in its own process (this file with
@@ -49,6 +51,13 @@ and adds fastnn pinned to one thread ("fastnn-1") under the same load, so
 the summary shows fastnn's default / threads=1. The peak is then measured
 before the busy processes start (the machine's figure), and again under
 load for information.
+
+``--sample-weight`` and ``--clip-norm C`` measure what fastnn's sample
+weights (uniform in [0.5, 1.5), seeded) and gradient clipping
+(``clip_norm=C`` on the optimizer) cost: run with and without them and
+compare fastnn's steady epochs. They apply to fastnn, its numpy reference
+and nothing else (the GEMM bound stays the bound; the other peers are
+refused).
 """
 
 import argparse
@@ -99,6 +108,12 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=5, help="steady-state epochs after the first")
     p.add_argument("--samples", type=int, default=8000, help="training samples")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
+    p.add_argument("--sample-weight", action="store_true",
+                   help="fastnn trains with sample weights (uniform in [0.5, 1.5), seeded), "
+                        "to measure their cost against a run without")
+    p.add_argument("--clip-norm", type=float, default=None, metavar="C",
+                   help="fastnn's optimizer clips the gradient's global L2 norm at C "
+                        "(clip_norm=C), to measure the cost of clipping")
     p.add_argument("--threads", type=int, default=None,
                    help="pin every system to this many threads (fastnn: Network(threads=N)); "
                         "default: fastnn chooses its own (threads=None), the others get all "
@@ -135,6 +150,13 @@ def parse_args(argv=None):
             bad = [v for v in values if v not in valid]
             if bad:
                 p.error(f"unknown {name} {', '.join(bad)}; valid: {', '.join(valid)}")
+    if (args.sample_weight or args.clip_norm is not None) and not args.worker:
+        peers = [s for s in args.systems if s in ("torch", "jax", "sklearn")]
+        if peers:
+            p.error(f"--sample-weight and --clip-norm time fastnn only; drop {', '.join(peers)} "
+                    f"(e.g. --systems fastnn)")
+        if args.clip_norm is not None and not args.clip_norm > 0:
+            p.error(f"--clip-norm must be > 0, got {args.clip_norm}")
     if "fastnn" not in args.systems:
         args.systems.insert(0, "fastnn")          # every ratio is against it
     if args.load and "fastnn-1" not in args.systems:
@@ -155,7 +177,9 @@ def worker_argv(args, system, config):
             "--optimizer", args.optimizer, "--repeats", str(args.repeats),
             "--seed", str(args.seed), "--rounds", "1", "--peak-size", str(args.peak_size),
             *(["--threads", str(args.threads)] if args.threads is not None else []),
-            *(["--warmup"] if args.warmup else [])]
+            *(["--warmup"] if args.warmup else []),
+            *(["--sample-weight"] if args.sample_weight else []),
+            *(["--clip-norm", repr(args.clip_norm)] if args.clip_norm is not None else [])]
 
 
 # ---- worker side -------------------------------------------------------------
@@ -409,7 +433,10 @@ def header_lines(info, args):
         lines.append(f"BLAS of {b['owner']}: {b['prefix']} {b['version']} ({b['architecture']}, "
                      f"{b['threads']} threads) {b['file']}")
     lines += [f"run: {args.samples} samples, 1 + {args.epochs} epochs, optimizer "
-              f"{args.optimizer} ({hp_text}), {threads_text(args)}, seed {args.seed}, "
+              f"{args.optimizer} ({hp_text}"
+              f"{f', clip_norm={args.clip_norm}' if args.clip_norm is not None else ''})"
+              f"{', sample weights' if args.sample_weight else ''}, {threads_text(args)}, "
+              f"seed {args.seed}, "
               f"predict on {N_PREDICT}, accuracy on {N_TEST} held-out; every cell the median "
               f"of all {args.rounds} round(s), none retried or dropped",
               load_text(args),

@@ -8,6 +8,7 @@ from . import callbacks, datasets
 from .callbacks import EarlyStopping
 from .export import export_onnx
 from .fileformat import ModelFileError
+from .gradcheck import gradcheck
 from .io import load, read_header, save
 from .layers import Dense, Dropout, Rescaling
 from .network import Network
@@ -19,4 +20,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Dense", "Dropout", "Rescaling", "Network", "History", "Optimizer", "SGD", "Adam",
            "AdamW", "RMSprop", "callbacks", "datasets", "EarlyStopping", "warmup", "save", "load",
-           "read_header", "ModelFileError", "export_onnx", "__version__"]
+           "read_header", "ModelFileError", "export_onnx", "gradcheck", "__version__"]

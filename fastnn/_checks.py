@@ -37,6 +37,17 @@ def real(name, value, positive=False):
     return number
 
 
+def optional_positive(name, value):
+    """None, or ``value`` as a finite float ``> 0`` (an off-by-default threshold)."""
+    if value is None:
+        return None
+    try:
+        return real(name, value, positive=True)
+    except ValueError:
+        raise ValueError(f"{name} must be None or a finite positive number, got "
+                         f"{_shown(value)}") from None
+
+
 def fraction(name, value):
     """``value`` as a float in [0, 1)."""
     number = real(name, value)

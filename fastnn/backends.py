@@ -85,7 +85,7 @@ class NumbaBackend:
             np.arange(n), n, 0, 1, theta, spec.sizes, spec.codes, spec.rates, spec.seed,
             loss_code, *tile_plan(spec.sizes), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
             grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), yb, tb.reshape(-1),
-            w if w.shape[0] else np.empty(n), True,
+            w if w.shape[0] else np.empty(n), True, np.zeros(1),
             losses, correct, 0, 1, np.zeros(4, np.int64), status)
         return (losses[0] if done else np.nan), grad[:theta.size]
 
@@ -103,10 +103,11 @@ class NumbaBackend:
                        np.empty(batch_size * spec.sizes[-1], spec.dtype),
                        np.empty(batch_size, np.float64), np.zeros(3, np.int64),
                        np.zeros(_kteam.TEAM_STATE_SIZE, np.int64),
-                       np.zeros(_ks.SLOT * n_workers, np.int64), *tile_plan(spec.sizes))
+                       np.zeros(_ks.SLOT * n_workers, np.int64),
+                       np.zeros(-(-theta.size // _ks.UPDATE_CHUNK)), *tile_plan(spec.sizes))
             self._train_buffers = {key: buffers}
-        hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status, team_state, shared, ftiles, btiles = \
-            buffers
+        (hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status, team_state, shared, norms, ftiles,
+         btiles) = buffers
         state = optimizer.state
         rank, size, *mpi = strategy.kernel_args(spec.dtype)
         mpi = np.array(mpi, np.int64)
@@ -120,7 +121,8 @@ class NumbaBackend:
                 data.mapped, data.weights, perm, batch_size, step_begin, step_end, theta,
                 spec.sizes, spec.codes, spec.rates, spec.seed, data.code, ftiles, btiles,
                 optimizer.code, hyper, state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
-                dbuf, xb, yb, tb, wb, False, step_losses, step_correct, rank, size, mpi, status)
+                dbuf, xb, yb, tb, wb, False, norms, step_losses, step_correct, rank, size, mpi,
+                status)
 
         completed = team().run(n_workers, call)
         if completed < step_end - step_begin:

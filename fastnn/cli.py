@@ -454,7 +454,8 @@ def _optimizer_line(opt):
     """``adam(lr=0.001, ...), after 225 steps`` from a header's ``{"name", "config", "t"}``."""
     if opt is None:
         return "not saved"
-    config = ", ".join(f"{k}={v!r}" for k, v in opt["config"].items())
+    # Off-by-default options (clip_norm=None, ...) are left out.
+    config = ", ".join(f"{k}={v!r}" for k, v in opt["config"].items() if v is not None)
     if opt["t"] is None:
         return f"{opt['name']}({config}), no state"
     return f"{opt['name']}({config}), after {opt['t']:,} step{'' if opt['t'] == 1 else 's'}"

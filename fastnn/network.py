@@ -2,11 +2,14 @@
 
 import copy
 import math
+import numbers
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
 
 from ._threads import ThreadChoice, available_cores, blas_threads, check_threads
+from . import _checks
 from . import data as _data
 from . import reference, training
 from .activations import ACTIVATIONS
@@ -445,6 +448,40 @@ class Network:
         y, code = self._check_y(y, X.n)
         return _data.TrainingData(X, y, code, _check_weights(sample_weight, X.n))
 
+    def _class_weighted(self, data, class_weight):
+        """``data``'s sample weights times ``class_weight`` of each sample's class, float64 (n,)."""
+        if self.loss.name != "cross_entropy":
+            raise ValueError(f"class_weight needs loss='cross_entropy' (class labels or one-hot "
+                             f"targets); this network's loss is {self.loss.name!r}: weight "
+                             f"the samples with sample_weight instead")
+        C = self.n_outputs
+        labels = _labels_of(data, C)
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise ValueError(f"class_weight must be a dict {{label: weight}}, 'balanced' or "
+                                 f"None, got {class_weight!r}")
+            counts = np.bincount(labels, minlength=C)
+            present = counts > 0
+            per_class = np.zeros(C)
+            per_class[present] = labels.shape[0] / (present.sum() * counts[present])
+        elif isinstance(class_weight, Mapping):
+            per_class = np.ones(C)
+            for label, weight in class_weight.items():
+                if isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral) \
+                        or not 0 <= label < C:
+                    raise ValueError(f"class_weight has the label {label!r}, but the labels are "
+                                     f"the integers 0..{C - 1} for {C} outputs")
+                per_class[int(label)] = _checks.real(f"class_weight[{label!r}]", weight)
+        else:
+            raise TypeError(f"class_weight must be a dict {{label: weight}}, 'balanced' or None, "
+                            f"got {type(class_weight).__name__}")
+        weights = per_class[labels]
+        if data.weights.shape[0]:
+            weights *= data.weights
+        if not weights.any():
+            raise ValueError("sample_weight times class_weight is zero for every sample")
+        return weights
+
     def _targets(self, batch):
         """``(labels, targets)`` of a :class:`TrainingData` as arrays (the unused one empty)."""
         if batch.code == _kl.CE_LABELS:
@@ -527,7 +564,7 @@ class Network:
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, shuffle=True, verbose=1,
             validation_data=None, validation_split=0.0, callbacks=(), on_nonfinite="raise",
             checkpoint=None, checkpoint_every=1, resume=None, distributed=None,
-            sample_weight=None):
+            sample_weight=None, class_weight=None):
         """Train with mini-batches; each epoch is ceil(n / batch_size) steps.
 
         Parameters
@@ -586,7 +623,19 @@ class Network:
             share of every batch and the gradients are summed. None trains
             in this process alone (mpi4py is never imported).
         sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights: a batch's loss is ``sum w_i l_i / sum w_i``.
+            Non-negative weights: a batch's loss is ``sum w_i l_i / sum w_i``
+            (as scikit-learn's MLP and PyTorch's class-weighted cross-entropy
+            compute it), so a weight of 2 counts a sample twice. A batch whose
+            weights sum to 0 raises :class:`fastnn.data.DataError` and leaves
+            the network as it was.
+        class_weight : dict {label: weight} or "balanced", optional
+            Cross-entropy only: each sample's weight is multiplied by the
+            weight of its class (the label, or the arg-max of a one-hot
+            target), as scikit-learn's ``compute_sample_weight`` does. Labels
+            missing from the dict weigh 1; "balanced" gives class ``c`` the
+            weight ``n_samples / (n_classes * count(c))`` over the classes
+            present in the training rows. It weights the training loss only
+            (as in Keras): validation metrics use ``sample_weight`` alone.
 
         Returns
         -------
@@ -612,6 +661,8 @@ class Network:
                                      f"or no validation samples out of {data.n}")
                 cut = data.n - n_val
                 data, validation = data.rows(0, cut), data.rows(cut, data.n)
+            if class_weight is not None:
+                data = data._replace(weights=self._class_weighted(data, class_weight))
             epochs = _check_int("epochs", epochs, minimum=0)
             batch_size = min(_check_int("batch_size", batch_size, minimum=1), data.n)
             if optimizer is None:
@@ -641,6 +692,73 @@ class Network:
             self.input_range = previous_range
             raise
 
+    def summary(self, print_fn=print):
+        """A Keras-style table of the layers, printed and returned.
+
+        One row per layer (Rescaling, Dense, Dropout): its output shape
+        (``None`` is the batch), activation and parameter count, then the
+        totals and the parameter memory (bytes, KiB or MiB) in the network's
+        dtype, and the optimizer's state once it has one. ``print(net)``
+        stays the one-line ``repr``.
+
+        Parameters
+        ----------
+        print_fn : callable or None, default print
+            Called once with the table (as Keras's ``summary(print_fn=)``);
+            None only returns it.
+
+        Returns
+        -------
+        str
+            The table (so ``text = net.summary(print_fn=None)`` keeps it quietly).
+        """
+        rows = []
+        width = self.n_features
+        dense = 0
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                last = dense == len(self._dense) - 1
+                activation = layer.activation
+                if last and self.loss.output_activation is not None:
+                    activation = f"{self.loss.output_activation} (in the loss)"
+                params = layer.n_in * layer.n_out + layer.n_out
+                rows.append((f"Dense({layer.n_in}, {layer.n_out})", layer.n_out, activation,
+                             f"{params:,}"))
+                width = layer.n_out
+                dense += 1
+            elif isinstance(layer, Dropout):
+                rows.append((f"Dropout({layer.rate:g})", width, "-", "0"))
+            else:
+                rows.append((f"Rescaling({layer.scale:.6g}, offset={layer.offset:.6g})", width,
+                             "-", "0"))
+        head = ("#", "Layer", "Output shape", "Activation", "Parameters")
+        table = [head] + [(str(i), name, f"(None, {out})", act, params)
+                          for i, (name, out, act, params) in enumerate(rows)]
+        widths = [max(len(row[c]) for row in table) for c in range(len(head))]
+
+        def line(row):
+            cells = [row[c].rjust(widths[c]) if c in (0, 4) else row[c].ljust(widths[c])
+                     for c in range(len(head))]
+            return "  ".join(cells).rstrip()
+
+        rule = "-" * len(line(head))
+        n_bytes = self.n_params * self.dtype.itemsize
+        lines = [f"Network: loss {self.loss.name!r}, {self.dtype.name}, backend "
+                 f"{self.backend.name!r}", "=" * len(rule), line(head), rule]
+        lines += [line(row) for row in table[1:]]
+        lines += ["=" * len(rule), f"Total parameters: {self.n_params:,}",
+                  f"Parameter memory: {_format_bytes(n_bytes)}, {self.dtype.name}"]
+        opt = self.optimizer
+        if opt is not None and opt.state is not None:
+            state = opt.state["s1"].nbytes + opt.state["s2"].nbytes
+            steps = opt.state["t"]
+            lines.append(f"Optimizer: {type(opt).__name__}, state {_format_bytes(state)} "
+                         f"after {steps:,} step{'' if steps == 1 else 's'}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
     def __repr__(self):
         layers = ", ".join(map(repr, self.layers))
         return (f"Network([{layers}], loss={self.loss.name!r}, dtype={self.dtype.name!r}, "
@@ -648,6 +766,15 @@ class Network:
 
 
 # ---- helpers ---------------------------------------------------------------
+
+def _format_bytes(n):
+    """``n`` bytes as "812 bytes", "397.5 KiB (407,080 bytes)" or "1.50 MiB (1,572,864 bytes)"."""
+    if n < 1024:
+        return f"{n:,} bytes"
+    if n < 1024 ** 2:
+        return f"{n / 1024:.1f} KiB ({n:,} bytes)"
+    return f"{n / 1024 ** 2:.2f} MiB ({n:,} bytes)"
+
 
 def _check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -686,8 +813,28 @@ def _check_weights(sample_weight, n):
         raise ValueError(f"sample_weight must be non-negative; found {w[w < 0][0]:g} at index "
                          f"{int(np.argmax(w < 0))}")
     if not w.any():
-        raise ValueError("sample_weight is 0 for every sample")
+        raise ValueError("sample_weight is zero for every sample")
     return w
+
+
+def _labels_of(data, n_classes):
+    """The class of every row of cross-entropy ``data``: its label, or its target's arg-max.
+
+    Read in chunks (a memory map is not loaded whole); a label out of range
+    (possible only in a map, which is checked as it is read) raises.
+    """
+    labels = np.empty(data.n, np.int64)
+    for start in range(0, data.n, CHUNK_ROWS):
+        stop = min(data.n, start + CHUNK_ROWS)
+        if data.code == _kl.CE_LABELS:
+            chunk = data.y.take(slice(start, stop), np.int64)[:, 0]
+            bad = (chunk < 0) | (chunk >= n_classes)
+            if bad.any():
+                raise _data.bad_label_error(data.y, start + int(np.argmax(bad)), n_classes)
+        else:
+            chunk = data.y.take(slice(start, stop), np.float64).argmax(axis=1)
+        labels[start:stop] = chunk
+    return labels
 
 
 CHUNK_ROWS = 65536

@@ -4,6 +4,14 @@ The update formulas are PyTorch's (``torch.optim`` documentation). State is
 two plain flat arrays laid out like the network's parameter vector
 (``state["s1"]``, ``state["s2"]``) and the step count ``state["t"]``; :meth:`Optimizer.state_dict` and
 :meth:`Optimizer.load_state_dict` save and restore it.
+
+Every optimizer clips the loss gradient on request, before weight decay and
+the update, as ``torch.nn.utils`` does before ``optimizer.step()``:
+``clip_norm=c`` scales the whole gradient (every parameter of the network,
+one global L2 norm) by ``c / (norm + 1e-6)`` when that is below 1
+(``clip_grad_norm_``); ``clip_value=v`` clamps each entry to ``[-v, v]``
+(``clip_grad_value_``). Under distributed training the summed gradient of
+the step is clipped. One of the two at a time (as Keras allows).
 """
 
 import numpy as np
@@ -18,9 +26,18 @@ class Optimizer:
     name = ""
     code = -1
 
-    def __init__(self, lr):
+    def __init__(self, lr, clip_norm=None, clip_value=None):
         self.lr = _checks.real("lr", lr)  # >= 0: schedules may anneal to 0
+        self.clip_norm = _checks.optional_positive("clip_norm", clip_norm)
+        self.clip_value = _checks.optional_positive("clip_value", clip_value)
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise ValueError("give clip_norm or clip_value, not both (clipping by value and "
+                             "then by norm, or the reverse, are different rules)")
         self.state = None
+
+    def _clipping(self):
+        """The clipping hyperparameters (None for off), for ``hyperparameters``/``get_config``."""
+        return dict(clip_norm=self.clip_norm, clip_value=self.clip_value)
 
     def hyperparameters(self):
         """Plain-float hyperparameters in the reference's naming."""
@@ -39,6 +56,8 @@ class Optimizer:
         a[_k.BETA2] = hp.get("beta2", 0.0)
         a[_k.EPS] = hp.get("eps", 0.0)
         a[_k.ALPHA] = hp.get("alpha", 0.0)
+        a[_k.CLIP_NORM] = hp.get("clip_norm") or 0.0       # 0: off (both must be > 0)
+        a[_k.CLIP_VALUE] = hp.get("clip_value") or 0.0
         return a
 
     def init_state(self, n_params, dtype):
@@ -78,14 +97,16 @@ class SGD(Optimizer):
     PyTorch's formulas: ``g <- g + weight_decay w``; with momentum
     ``b <- momentum b + (1 - dampening) g`` (``b = g`` on the first step) and
     ``g <- g + momentum b`` (Nesterov) or ``g <- b``; ``w <- w - lr g``.
-    Plain SGD (no momentum) is fused into the weight-gradient product.
+    Plain SGD (no momentum, no clipping, one process) is fused into the
+    weight-gradient product. ``clip_norm``/``clip_value``: see the module.
     """
 
     name = "sgd"
     code = _k.SGD
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0,
+                 clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm, clip_value)
         self.momentum = _checks.fraction("momentum", momentum)
         self.nesterov = _checks.flag("nesterov", nesterov)
         self.weight_decay = _checks.real("weight_decay", weight_decay)
@@ -95,21 +116,26 @@ class SGD(Optimizer):
 
     def hyperparameters(self):
         return dict(lr=self.lr, momentum=self.momentum, dampening=self.dampening,
-                    nesterov=self.nesterov, weight_decay=self.weight_decay)
+                    nesterov=self.nesterov, weight_decay=self.weight_decay, **self._clipping())
 
     def get_config(self):
         return dict(lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
-                    weight_decay=self.weight_decay, dampening=self.dampening)
+                    weight_decay=self.weight_decay, dampening=self.dampening,
+                    **self._clipping())
 
 
 class Adam(Optimizer):
-    """Adam with L2 regularization added to the gradient (PyTorch's ``Adam``)."""
+    """Adam with L2 regularization added to the gradient (PyTorch's ``Adam``).
+
+    ``clip_norm``/``clip_value``: see the module.
+    """
 
     name = "adam"
     code = _k.ADAM
 
-    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm, clip_value)
         try:
             pair = None if isinstance(betas, (str, bytes)) else tuple(betas)
         except TypeError:
@@ -122,11 +148,11 @@ class Adam(Optimizer):
 
     def hyperparameters(self):
         return dict(lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
-                    weight_decay=self.weight_decay)
+                    weight_decay=self.weight_decay, **self._clipping())
 
     def get_config(self):
         return dict(lr=self.lr, betas=list(self.betas), eps=self.eps,
-                    weight_decay=self.weight_decay)
+                    weight_decay=self.weight_decay, **self._clipping())
 
 
 class AdamW(Adam):
@@ -135,18 +161,20 @@ class AdamW(Adam):
     name = "adamw"
     code = _k.ADAMW
 
-    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(lr, betas, eps, weight_decay)
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 clip_norm=None, clip_value=None):
+        super().__init__(lr, betas, eps, weight_decay, clip_norm, clip_value)
 
 
 class RMSprop(Optimizer):
-    """RMSprop, not centered (PyTorch's ``RMSprop``)."""
+    """RMSprop, not centered (PyTorch's ``RMSprop``). ``clip_norm``/``clip_value``: see the module."""
 
     name = "rmsprop"
     code = _k.RMSPROP
 
-    def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm, clip_value)
         self.alpha = _checks.fraction("alpha", alpha)
         self.eps = _checks.real("eps", eps, positive=True)
         self.weight_decay = _checks.real("weight_decay", weight_decay)
@@ -154,11 +182,11 @@ class RMSprop(Optimizer):
 
     def hyperparameters(self):
         return dict(lr=self.lr, alpha=self.alpha, eps=self.eps,
-                    weight_decay=self.weight_decay, momentum=self.momentum)
+                    weight_decay=self.weight_decay, momentum=self.momentum, **self._clipping())
 
     def get_config(self):
         return dict(lr=self.lr, alpha=self.alpha, eps=self.eps,
-                    weight_decay=self.weight_decay, momentum=self.momentum)
+                    weight_decay=self.weight_decay, momentum=self.momentum, **self._clipping())
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}

@@ -258,6 +258,21 @@ def loss_and_gradients(x, y, Ws, bs, activations, loss, rates=(), seed=0, step=0
 
 # ---- optimizers (PyTorch's torch.optim formulas) ----
 
+def clip_gradient(g, clip_norm=None, clip_value=None):
+    """``g`` clipped as ``torch.nn.utils`` clips before a step (None: no clipping).
+
+    ``clip_grad_norm_``: ``g * min(1, clip_norm / (||g||_2 + 1e-6))`` over the
+    whole flat gradient; ``clip_grad_value_``: ``g`` clamped to ``[-v, v]``.
+    """
+    if clip_value is not None:
+        g = np.clip(g, -clip_value, clip_value)
+    if clip_norm is not None:
+        coef = clip_norm / (np.sqrt(np.sum(np.asarray(g, np.float64) ** 2)) + 1e-6)
+        if coef < 1:
+            g = g * g.dtype.type(coef)
+    return g
+
+
 def optimizer_update(name, w, g, s1, s2, t, hp):
     """Update ``w`` in place with the named optimizer.
 
@@ -266,9 +281,12 @@ def optimizer_update(name, w, g, s1, s2, t, hp):
     second moments in ``s1``/``s2``; RMSprop's momentum buffer in ``s1`` and
     square average in ``s2``. ``hp`` maps ``lr``, ``momentum``, ``dampening``,
     ``nesterov``, ``weight_decay``, ``beta1``, ``beta2``, ``eps``, ``alpha`` to
-    floats; ``t`` counts steps from 1.
+    floats and optionally ``clip_norm``/``clip_value`` to a float or None (the
+    gradient is clipped first, see :func:`clip_gradient`); ``t`` counts steps
+    from 1.
     """
     lr, wd = hp["lr"], hp["weight_decay"]
+    g = clip_gradient(g, hp.get("clip_norm"), hp.get("clip_value"))
     if name == "sgd":
         g = g + wd * w
         if hp["momentum"] != 0:

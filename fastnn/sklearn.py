@@ -19,7 +19,15 @@ This module imports scikit-learn; ``import fastnn`` does not import it::
 
 Differences from scikit-learn
 -----------------------------
-* ``sample_weight`` and sparse ``X`` are not supported.
+* Sparse ``X`` is not supported.
+* ``sample_weight`` works as in scikit-learn (each batch's loss is
+  ``sum w_i l_i / sum w_i``; lbfgs adds ``alpha/2 ||W||^2 / sum w``; the
+  early-stopping split carries the weights and scores with them), with three
+  differences: negative weights are refused; a mini-batch whose weights sum
+  to 0 raises a ``ValueError`` (scikit-learn divides by zero); and with sgd
+  and adam the weight decay is ``alpha / (batch_size * mean(w))``, exactly
+  scikit-learn's ``alpha / sum(w over the batch)`` when every batch has the
+  same total weight (``loss_`` adds scikit-learn's penalty of each batch).
 * L2 penalty with sgd and adam (lbfgs has scikit-learn's exactly).
   scikit-learn adds ``alpha/2 ||W||^2 / n_batch`` to each batch's loss, so
   each weight gradient gains ``alpha W / n_batch``; biases are not
@@ -72,7 +80,7 @@ from sklearn.utils import shuffle as _shuffle
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .layers import Dense
 from .network import Network
@@ -376,7 +384,7 @@ class _BaseMLP(BaseEstimator):
 
     # ---- fitting -------------------------------------------------------------------
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` and ``y`` (one network epoch per iteration).
 
         Parameters
@@ -384,17 +392,26 @@ class _BaseMLP(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels (classifier; 2-D 0/1 for multi-label) or targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights: each batch's loss is ``sum w_i l_i / sum w_i``
+            (see the module docstring).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, sample_weight=None, incremental=False):
         self._check_params()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, Y, y_true = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if (sample_weight < 0).any():
+                raise ValueError(f"sample_weight must be non-negative for fastnn.sklearn; found "
+                                 f"{sample_weight[sample_weight < 0][0]:g} at index "
+                                 f"{int(np.argmax(sample_weight < 0))}")
         layer_units = [X.shape[1], *self._hidden_layer_sizes(), Y.shape[1]]
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -408,29 +425,31 @@ class _BaseMLP(BaseEstimator):
                                  f"{fitted}; got {layer_units}")
         X = _network_input(X, self._net.dtype)
         if self.solver == "lbfgs":
-            self._fit_lbfgs(X, Y)
+            self._fit_lbfgs(X, Y, sample_weight)
         else:
-            self._fit_stochastic(X, Y, y_true, incremental)
+            self._fit_stochastic(X, Y, y_true, incremental, sample_weight)
         if not np.isfinite(self._net.get_params()).all():
             raise ValueError(NONFINITE)
         return self
 
     # ---- L-BFGS ---------------------------------------------------------------------
 
-    def _lbfgs_objective(self, X, Y):
+    def _lbfgs_objective(self, X, Y, sample_weight=None):
         """scikit-learn's L-BFGS objective over fastnn's flat parameter vector.
 
         Returns ``f(theta) -> (loss, gradient)`` (float64) for ``theta`` laid
         out like ``Network.get_params()``: fastnn's full-batch loss and
-        gradient plus scikit-learn's L2 term ``alpha/2 ||W||^2 / n`` (gradient
-        ``alpha W / n``, weights only). As in scikit-learn the squared-error
-        value is averaged over the outputs while its gradient is that of their
-        sum (``_loss_scale``). ``f`` leaves ``theta`` in the network.
+        gradient (weighted, ``sum w_i l_i / sum w_i``, with ``sample_weight``)
+        plus scikit-learn's L2 term ``alpha/2 ||W||^2 / n`` (gradient ``alpha W
+        / n``, weights only; ``n`` is ``sum w`` with weights). As in
+        scikit-learn the squared-error value is averaged over the outputs
+        while its gradient is that of their sum (``_loss_scale``). ``f``
+        leaves ``theta`` in the network.
         """
         net = self._network()
         net.threads = self.threads
-        arrays = net._batch_arrays(net._check_data(X, self._targets(Y)))
-        n = arrays[0].shape[0]
+        arrays = net._batch_arrays(net._check_data(X, self._targets(Y), sample_weight))
+        n = arrays[0].shape[0] if sample_weight is None else float(np.sum(sample_weight))
         is_weight = np.zeros(net.n_params, bool)
         for W in layer_views(is_weight, net._spec.sizes)[0]:
             W[...] = True
@@ -446,9 +465,9 @@ class _BaseMLP(BaseEstimator):
 
         return loss_and_gradient
 
-    def _fit_lbfgs(self, X, Y):
+    def _fit_lbfgs(self, X, Y, sample_weight=None):
         """SciPy's L-BFGS-B with scikit-learn's options, over fastnn's loss and gradient."""
-        objective = self._lbfgs_objective(X, Y)
+        objective = self._lbfgs_objective(X, Y, sample_weight)
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         result = scipy.optimize.minimize(
             objective, self._net.get_params().astype(np.float64), method="L-BFGS-B", jac=True,
@@ -471,7 +490,7 @@ class _BaseMLP(BaseEstimator):
         y : ndarray of shape (n_samples, n_outputs)
             Targets as scikit-learn's fit holds them (the LabelBinarizer's
             indicator matrix for a classifier).
-        sample_weight : None
+        sample_weight : array-like of shape (n_samples,), optional
         activations, deltas : ignored
             scikit-learn's work buffers.
         coef_grads, intercept_grads : list, optional
@@ -483,8 +502,6 @@ class _BaseMLP(BaseEstimator):
         grad : ndarray of shape (n_params,), packed like ``packed_coef_inter``
         """
         check_is_fitted(self)
-        if sample_weight is not None:
-            raise ValueError("sample_weight is not supported by fastnn.sklearn yet")
         net = self._network()
         order = _sklearn_order(net)
         theta = np.empty(net.n_params)
@@ -492,7 +509,9 @@ class _BaseMLP(BaseEstimator):
         Y = np.asarray(y)
         Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
         X = _network_input(np.asarray(X), net.dtype)
-        loss, grad = self._lbfgs_objective(X, Y)(theta)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, np.float64)
+        loss, grad = self._lbfgs_objective(X, Y, sample_weight)(theta)
         Ws, bs = layer_views(grad, net._spec.sizes)
         for buffer, arrays in ((coef_grads, Ws), (intercept_grads, bs)):
             if buffer is not None:
@@ -507,7 +526,7 @@ class _BaseMLP(BaseEstimator):
 
     # ---- sgd and adam ---------------------------------------------------------------
 
-    def _fit_stochastic(self, X, Y, y_true, incremental):
+    def _fit_stochastic(self, X, Y, y_true, incremental, sample_weight=None):
         net = self._network()
         net.threads = self.threads
         for name, value in self._stochastic_defaults().items():
@@ -529,8 +548,11 @@ class _BaseMLP(BaseEstimator):
                                  "'validation_fraction' or the size of your dataset.")
             X_val, y_val = X[val], y_true[val]
             X_train, y_train = X[train], targets[train]
+            w_train, w_val = (None, None) if sample_weight is None else \
+                (sample_weight[train], sample_weight[val])
         else:
             X_train, y_train, X_val, y_val = X, targets, None, None
+            w_train, w_val = sample_weight, None
 
         n_samples = X_train.shape[0]
         if self.batch_size == "auto":
@@ -541,7 +563,9 @@ class _BaseMLP(BaseEstimator):
                               "It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        weight_decay = self.alpha / batch_size
+        # scikit-learn's penalty gradient is alpha W / (the batch's total weight).
+        mean_weight = 1.0 if w_train is None else float(w_train.mean())
+        weight_decay = self.alpha / (batch_size * mean_weight) if mean_weight > 0 else 0.0
         if not incremental or self._optimizer is None:
             self._optimizer = _OptimizerView(SOLVERS[self.solver](self, weight_decay))
         optimizer = self._optimizer.optimizer
@@ -553,6 +577,7 @@ class _BaseMLP(BaseEstimator):
         # (np.take with mode="clip" copies without buffering; indices are valid).
         X_epoch, y_epoch = (np.empty_like(X_train), np.empty_like(y_train)) if self.shuffle \
             else (X_train, y_train)
+        w_epoch = w_train
         squares_start = self._squared_weights() if self.alpha else 0.0
         diverged = False
         try:
@@ -564,10 +589,13 @@ class _BaseMLP(BaseEstimator):
                     if not diverged:
                         np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
                         np.take(y_train, sample_idx, axis=0, out=y_epoch, mode="clip")
+                        if w_train is not None:
+                            w_epoch = w_train[sample_idx]
                 if not diverged:
                     try:
                         history = net.fit(X_epoch, y_epoch, epochs=1, batch_size=batch_size,
-                                          optimizer=optimizer, verbose=0, shuffle=False)
+                                          optimizer=optimizer, verbose=0, shuffle=False,
+                                          sample_weight=w_epoch)
                     except FloatingPointError as exc:
                         if not self.early_stopping:
                             raise ValueError(NONFINITE) from exc
@@ -582,11 +610,13 @@ class _BaseMLP(BaseEstimator):
                 else:
                     penalty = 0.0
                     if self.alpha:
-                        # scikit-learn adds each batch's alpha/2 ||W||^2 / n_batch at the
-                        # weights of that batch; the trapezoid of the epoch's two ends.
+                        # scikit-learn adds each batch's alpha/2 ||W||^2 / (its total
+                        # weight) at the weights of that batch, averaged with the batch
+                        # sizes; the trapezoid of the epoch's two ends for ||W||^2.
                         squares_end = self._squared_weights()
                         penalty = (0.25 * self.alpha * (squares_start + squares_end)
-                                   * n_batches / n_samples)
+                                   * _batch_factor(w_epoch, batch_size, n_batches)
+                                   / n_samples)
                         squares_start = squares_end
                     self.loss_ = history.history["loss"][0] / self._loss_scale() + penalty
                 self.t_ += n_samples
@@ -594,7 +624,7 @@ class _BaseMLP(BaseEstimator):
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
-                self._update_no_improvement_count(X_val, y_val, diverged)
+                self._update_no_improvement_count(X_val, y_val, diverged, w_val)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     self._optimizer.set_lr(float(self.learning_rate_init)
                                            / (self.t_ + 1) ** self.power_t)
@@ -640,9 +670,9 @@ class _BaseMLP(BaseEstimator):
             print(msg + " Setting learning rate to %f" % self._optimizer.learning_rate)
         return False
 
-    def _update_no_improvement_count(self, X_val, y_val, diverged=False):
+    def _update_no_improvement_count(self, X_val, y_val, diverged=False, w_val=None):
         if self.early_stopping:
-            score = np.nan if diverged else self._score(X_val, y_val)
+            score = np.nan if diverged else self._score(X_val, y_val, w_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -675,14 +705,14 @@ class _BaseMLP(BaseEstimator):
         out = net.predict_proba(_network_input(X, net.dtype))
         return out.astype(np.result_type(X.dtype, net.dtype), copy=False)
 
-    def _score_with(self, X, y, score_function):
+    def _score_with(self, X, y, score_function, sample_weight=None):
         try:
             y_pred = self._predict(X, check_input=False)
         except FloatingPointError:      # the forward pass overflowed
             return np.nan
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
-        return score_function(y, y_pred)
+        return score_function(y, y_pred, sample_weight=sample_weight)
 
     # ---- pickling --------------------------------------------------------------------
 
@@ -824,13 +854,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return Y.astype(self._net.dtype)
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over ``(X, y)``, continuing from the current state.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        sample_weight : array-like of shape (n_samples,), optional
+            As for :meth:`fit`.
         classes : array of shape (n_classes,), optional
             Every class of all the calls; required on the first call (except
             for multi-label ``y``).
@@ -853,7 +885,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     self._label_binarizer.fit(y)
                 else:
                     self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict(self, X):
         """Predicted classes.
@@ -876,8 +908,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def _score(self, X, y):
-        return self._score_with(X, y, accuracy_score)
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with(X, y, accuracy_score, sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -985,19 +1017,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return np.ascontiguousarray(Y, dtype=self._net.dtype)
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``(X, y)``, continuing from the current state.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+            As for :meth:`fit`.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict(self, X):
         """Predicted targets.
@@ -1018,8 +1052,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y_pred = self._forward(X, check_input=check_input)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
-    def _score(self, X, y):
-        return self._score_with(X, y, r2_score)
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with(X, y, r2_score, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1037,6 +1071,20 @@ def _sklearn_order(net):
     """
     Ws, bs = layer_views(np.arange(net.n_params), net._spec.sizes)
     return np.concatenate([W.ravel() for W in Ws] + bs)
+
+
+def _batch_factor(weights, batch_size, n_batches):
+    """``sum_b r_b / w_b`` over an epoch's batches (``r_b`` rows, total weight ``w_b``).
+
+    scikit-learn's epoch loss averages each batch's ``alpha/2 ||W||^2 / w_b``
+    with the batch sizes ``r_b``; without weights the sum is ``n_batches``.
+    """
+    if weights is None:
+        return n_batches
+    n = weights.shape[0]
+    sums = np.add.reduceat(weights, np.arange(0, n, batch_size))
+    rows = np.minimum(batch_size, n - np.arange(0, n, batch_size))
+    return float(np.sum(rows / sums))
 
 
 def _pack(coefs, intercepts):

@@ -5,6 +5,17 @@ momentum, dampening and Nesterov; Adam with L2 added to the gradient; AdamW
 with decoupled decay; RMSprop, not centered). Hyperparameters arrive as one
 float64 array indexed by the constants below, so every optimizer shares one
 kernel signature.
+
+Gradient clipping acts on the loss gradient before weight decay and the
+update, inside the update loop: every update kernel reads ``g[i]`` through
+:func:`clipped`, which clamps it to ``[-clip_value, clip_value]``
+(``torch.nn.utils.clip_grad_value_``) and multiplies it by ``scale``. With
+``clip_norm`` the scale is :func:`clip_scale` of the global L2 norm, the rule
+of ``torch.nn.utils.clip_grad_norm_``, which costs one pass over the gradient
+(:func:`squared_norm`) before the update pass. :func:`optimizer_update` does
+both over one array; a caller that updates the parameters in pieces (threads,
+chunks) sums :func:`squared_norm` over the pieces first and gives every piece
+the same scale through :func:`update_scaled`.
 """
 
 import math
@@ -14,28 +25,94 @@ from numba import njit
 from ._config import JIT
 
 SGD, ADAM, ADAMW, RMSPROP = 0, 1, 2, 3
-LR, MOMENTUM, DAMPENING, WEIGHT_DECAY, NESTEROV, BETA1, BETA2, EPS, ALPHA = range(9)
-N_HYPER = 9
+(LR, MOMENTUM, DAMPENING, WEIGHT_DECAY, NESTEROV, BETA1, BETA2, EPS, ALPHA, CLIP_NORM,
+ CLIP_VALUE) = range(11)
+N_HYPER = 11
+# clip_grad_norm_'s guard in max_norm / (total_norm + 1e-6).
+NORM_EPS = 1e-6
 
 
 @njit(**JIT)
-def sgd_update(w, g, lr, weight_decay):
-    """Plain SGD in place: ``w <- w - lr (g + weight_decay w)``.
+def squared_norm(g, start, stop):
+    """``sum g[start:stop]**2``, accumulated in float64 (one piece of a global norm).
+
+    Parameters
+    ----------
+    g : ndarray of shape (>= stop,)
+        A flat gradient (the summed one, under distributed training).
+    start, stop : int
+        The entries summed (a distributed ``g`` carries a flag after the gradient).
+    """
+    total = 0.0
+    for i in range(start, stop):
+        v = float(g[i])
+        total += v * v
+    return total
+
+
+@njit(**JIT)
+def gradient_norm(g, n):
+    """The Euclidean norm of ``g[:n]``."""
+    return math.sqrt(squared_norm(g, 0, n))
+
+
+@njit(**JIT)
+def clip_scale(norm, max_norm):
+    """The factor ``clip_grad_norm_`` scales by: ``min(1, max_norm / (norm + 1e-6))``.
+
+    1 without clipping (``max_norm == 0``) and whenever the norm is small
+    enough; a non-finite norm gives 1 too, so a NaN gradient stays NaN and
+    the divergence checks see it.
+    """
+    if max_norm == 0:
+        return 1.0
+    coef = max_norm / (norm + NORM_EPS)
+    return coef if coef < 1.0 else 1.0
+
+
+@njit(**JIT)
+def clip_coefficient(g, n, max_norm):
+    """:func:`clip_scale` of ``g[:n]``'s norm; no pass over ``g`` without clipping."""
+    if max_norm == 0:
+        return 1.0
+    return clip_scale(gradient_norm(g, n), max_norm)
+
+
+@njit(inline="always", **JIT)
+def clipped(gi, scale, limit):
+    """Gradient entry ``gi`` clamped to ``[-limit, limit]`` (when ``limit > 0``), times ``scale``.
+
+    ``scale`` and ``limit`` are in ``gi``'s dtype; a NaN stays NaN.
+    """
+    if limit > 0:
+        if gi > limit:
+            gi = limit
+        elif gi < -limit:
+            gi = -limit
+    return gi * scale
+
+
+@njit(**JIT)
+def sgd_update(w, g, lr, weight_decay, scale, limit):
+    """Plain SGD in place: ``w <- w - lr (clipped(g) + weight_decay w)``.
 
     Parameters
     ----------
     w, g : ndarray of shape (n_params,)
         Parameters (updated) and their gradient.
     lr, weight_decay : float
+    scale, limit : float
+        Gradient clipping (see :func:`clipped`): 1 and 0 for none.
     """
-    lr = w.dtype.type(lr)
-    wd = w.dtype.type(weight_decay)
+    dt = w.dtype.type
+    lr, wd, scale, limit = dt(lr), dt(weight_decay), dt(scale), dt(limit)
     for i in range(w.shape[0]):
-        w[i] -= lr * (g[i] + wd * w[i])
+        w[i] -= lr * (clipped(g[i], scale, limit) + wd * w[i])
 
 
 @njit(**JIT)
-def sgd_momentum_update(w, g, buf, t, lr, momentum, dampening, weight_decay, nesterov):
+def sgd_momentum_update(w, g, buf, t, lr, momentum, dampening, weight_decay, nesterov, scale,
+                        limit):
     """SGD with momentum (PyTorch): ``b <- mu b + (1 - tau) g``; ``b = g`` at t = 1.
 
     Parameters
@@ -44,20 +121,23 @@ def sgd_momentum_update(w, g, buf, t, lr, momentum, dampening, weight_decay, nes
         Parameters, gradient and momentum buffer (both updated in place).
     t : int
         Step number, counted from 1.
+    scale, limit : float
+        Gradient clipping (see :func:`clipped`): 1 and 0 for none.
     """
     dt = w.dtype.type
     # 1 - tau in float64 before rounding: float32(1) - float32(tau) loses digits.
     lr, mu, keep, wd = dt(lr), dt(momentum), dt(1.0 - dampening), dt(weight_decay)
+    scale, limit = dt(scale), dt(limit)
     first = t == 1
     for i in range(w.shape[0]):
-        gi = g[i] + wd * w[i]
+        gi = clipped(g[i], scale, limit) + wd * w[i]
         b = gi if first else mu * buf[i] + keep * gi
         buf[i] = b
         w[i] -= lr * (gi + mu * b if nesterov else b)
 
 
 @njit(**JIT)
-def adam_update(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
+def adam_update(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled, scale, limit):
     """Adam (L2 added to the gradient) or AdamW (``decoupled``), in place.
 
     Parameters
@@ -66,6 +146,8 @@ def adam_update(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
         Parameters, gradient, first and second moment (moments updated).
     t : int
         Step number, counted from 1 (bias correction).
+    scale, limit : float
+        Gradient clipping (see :func:`clipped`): 1 and 0 for none.
     """
     dt = w.dtype.type
     # 1 - beta in float64 before rounding: float32(1) - float32(0.999) is off by 1e-5.
@@ -74,8 +156,9 @@ def adam_update(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
     inv_sqrt_c2 = dt(1.0 / math.sqrt(1.0 - beta2 ** t))
     decay = dt(1.0 - lr * weight_decay) if decoupled else dt(1)
     l2 = dt(0) if decoupled else dt(weight_decay)
+    scale, limit = dt(scale), dt(limit)
     for i in range(w.shape[0]):
-        gi = g[i] + l2 * w[i]
+        gi = clipped(g[i], scale, limit) + l2 * w[i]
         mi = b1 * m[i] + c1 * gi
         vi = b2 * v[i] + c2 * gi * gi
         m[i] = mi
@@ -84,19 +167,22 @@ def adam_update(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
 
 
 @njit(**JIT)
-def rmsprop_update(w, g, v, buf, lr, alpha, eps, weight_decay, momentum):
+def rmsprop_update(w, g, v, buf, lr, alpha, eps, weight_decay, momentum, scale, limit):
     """RMSprop (PyTorch, not centered), in place.
 
     Parameters
     ----------
     w, g, v, buf : ndarray of shape (n_params,)
         Parameters, gradient, square average and momentum buffer.
+    scale, limit : float
+        Gradient clipping (see :func:`clipped`): 1 and 0 for none.
     """
     dt = w.dtype.type
     lr, a, c, e = dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps)
     wd, mu = dt(weight_decay), dt(momentum)
+    scale, limit = dt(scale), dt(limit)
     for i in range(w.shape[0]):
-        gi = g[i] + wd * w[i]
+        gi = clipped(g[i], scale, limit) + wd * w[i]
         vi = a * v[i] + c * gi * gi
         v[i] = vi
         step = gi / (math.sqrt(vi) + e)
@@ -114,7 +200,10 @@ def optimizer_update(code, w, g, s1, s2, t, hyper):
     ----------
     code : int
         ``SGD``, ``ADAM``, ``ADAMW`` or ``RMSPROP``.
-    w, g : ndarray of shape (n_params,)
+    w : ndarray of shape (n_params,)
+    g : ndarray of shape (>= n_params,)
+        The loss gradient (its first ``n_params`` entries), clipped by
+        ``hyper[CLIP_NORM]`` / ``hyper[CLIP_VALUE]`` (0: no clipping) first.
     s1, s2 : ndarray of shape (n_params,)
         Optimizer state: momentum buffer (SGD), first and second moment
         (Adam/AdamW), square average and momentum buffer (RMSprop).
@@ -122,15 +211,34 @@ def optimizer_update(code, w, g, s1, s2, t, hyper):
         Step number, counted from 1.
     hyper : ndarray of shape (N_HYPER,), float64
     """
+    update_scaled(code, w, g, s1, s2, t, hyper,
+                  clip_coefficient(g, w.shape[0], hyper[CLIP_NORM]))
+
+
+@njit(**JIT)
+def update_scaled(code, w, g, s1, s2, t, hyper, scale):
+    """:func:`optimizer_update` with the gradient scale given (1: none).
+
+    For updates in pieces: ``scale`` is :func:`clip_scale` of the whole
+    gradient's norm (``hyper[CLIP_NORM]`` is not read here); ``clip_value``
+    is element-wise and applies piece by piece.
+    """
+    limit = hyper[CLIP_VALUE]
     if code == SGD:
         if hyper[MOMENTUM] == 0:
-            sgd_update(w, g, hyper[LR], hyper[WEIGHT_DECAY])
+            sgd_update(w, g, hyper[LR], hyper[WEIGHT_DECAY], scale, limit)
         else:
             sgd_momentum_update(w, g, s1, t, hyper[LR], hyper[MOMENTUM], hyper[DAMPENING],
-                                hyper[WEIGHT_DECAY], hyper[NESTEROV] != 0)
+                                hyper[WEIGHT_DECAY], hyper[NESTEROV] != 0, scale, limit)
     elif code == ADAM or code == ADAMW:
         adam_update(w, g, s1, s2, t, hyper[LR], hyper[BETA1], hyper[BETA2], hyper[EPS],
-                    hyper[WEIGHT_DECAY], code == ADAMW)
+                    hyper[WEIGHT_DECAY], code == ADAMW, scale, limit)
     else:
         rmsprop_update(w, g, s2, s1, hyper[LR], hyper[ALPHA], hyper[EPS],
-                       hyper[WEIGHT_DECAY], hyper[MOMENTUM])
+                       hyper[WEIGHT_DECAY], hyper[MOMENTUM], scale, limit)
+
+
+@njit(inline="always", **JIT)
+def clips(hyper):
+    """Whether the hyperparameters ask for gradient clipping (no fused SGD step then)."""
+    return hyper[CLIP_NORM] != 0 or hyper[CLIP_VALUE] != 0

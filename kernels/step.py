@@ -44,7 +44,8 @@ from .dropout import dropout_backward, dropout_forward
 from .gather import gather_labels, gather_rows
 from .losses import CE_LABELS, count_correct, output_delta
 from .mpi import allreduce
-from .optimizers import LR, MOMENTUM, SGD, WEIGHT_DECAY, optimizer_update
+from .optimizers import (CLIP_NORM, LR, MOMENTUM, SGD, WEIGHT_DECAY, clip_scale, clips,
+                         optimizer_update, squared_norm, update_scaled)
 from .team import barrier, matrix
 
 # ``status[0]`` after ``train_steps`` stops early: why (``status[1]``: the step).
@@ -180,13 +181,28 @@ def backward_tiles(worker, n_workers, xb, theta, grad, sizes, codes, rates, seed
 
 
 @njit(**JIT)
-def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, team):
-    """The optimizer update of every parameter, in ``UPDATE_CHUNK`` chunks split across the team."""
+def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, team):
+    """The optimizer update of every parameter, in ``UPDATE_CHUNK`` chunks split across the team.
+
+    With ``hyper[CLIP_NORM]`` the gradient's global norm comes first: each
+    chunk's sum of squares goes into ``norms`` (shared, float64), and after a
+    barrier every thread adds them up in chunk order, so all of them (and one
+    thread alone) scale by the same factor.
+    """
     n = theta.shape[0]
     chunks = -(-n // UPDATE_CHUNK)
+    scale = 1.0
+    if hyper[CLIP_NORM] != 0:
+        for chunk in range(worker, chunks, n_workers):
+            norms[chunk] = squared_norm(g, chunk * UPDATE_CHUNK, min(n, (chunk + 1) * UPDATE_CHUNK))
+        barrier(team, n_workers)
+        total = 0.0
+        for chunk in range(chunks):
+            total += norms[chunk]
+        scale = clip_scale(math.sqrt(total), hyper[CLIP_NORM])
     for chunk in range(worker, chunks, n_workers):
         a, b = chunk * UPDATE_CHUNK, min(n, (chunk + 1) * UPDATE_CHUNK)
-        optimizer_update(opt_code, theta[a:b], g[a:b], s1[a:b], s2[a:b], t, hyper)
+        update_scaled(opt_code, theta[a:b], g[a:b], s1[a:b], s2[a:b], t, hyper, scale)
     barrier(team, n_workers)
 
 
@@ -196,8 +212,8 @@ def train_steps(worker, n_workers, team, shared,
                 batch_size, step_begin, step_end,
                 theta, sizes, codes, rates, seed, loss_code, ftiles, btiles,
                 opt_code, hyper, t0, s1, s2,
-                grad, gsum, hbuf, dbuf, xb, yb, tb, wb, gathered, step_losses, step_correct,
-                rank, size, mpi, status):
+                grad, gsum, hbuf, dbuf, xb, yb, tb, wb, gathered, norms, step_losses,
+                step_correct, rank, size, mpi, status):
     """Run mini-batch steps ``step_begin .. step_end - 1`` of one epoch on one thread of a team.
 
     Step ``s`` trains on the batch ``perm[s*batch_size : (s+1)*batch_size]``
@@ -239,7 +255,8 @@ def train_steps(worker, n_workers, team, shared,
         Tiles of each layer's output columns (forward) and input units (backward).
     opt_code : int
         Optimizer code (``NO_UPDATE``: only the gradient, into ``grad``);
-        ``hyper`` its float64 hyperparameters.
+        ``hyper`` its float64 hyperparameters (gradient clipping included: it
+        applies to the step's whole, summed gradient).
     t0 : int
         Optimizer steps taken before this call (the next step is t0 + 1).
     s1, s2 : ndarrays shaped like ``theta``
@@ -256,6 +273,8 @@ def train_steps(worker, n_workers, team, shared,
     gathered : bool
         The caller has put the one batch's rows in ``xb``/``yb``/``tb``/``wb``
         (one step over ``perm = 0 .. n-1``; the sources are not read).
+    norms : ndarray of shape (>= n_params / UPDATE_CHUNK,), float64
+        The chunks' sums of squares for ``clip_norm`` (shared).
     step_losses : ndarray of shape (>= step_end - step_begin,), float64
         This process's share of each step's mean batch loss (written by
         worker 0; the shares sum to the batch's).
@@ -289,12 +308,12 @@ def train_steps(worker, n_workers, team, shared,
     woff, hoff = layer_offsets(sizes, cap)
     distributed = mpi[MPI_FN] != 0
     weighted = sample_weight.shape[0] > 0
-    whole_gradient = distributed or opt_code == NO_UPDATE
-    if opt_code == NO_UPDATE:
+    # The update needs the whole gradient first when it is summed over processes or
+    # clipped by its norm; plain SGD goes into the products unless it is clipped.
+    whole_gradient = distributed or opt_code == NO_UPDATE or hyper[CLIP_NORM] != 0
+    if whole_gradient:
         mode = 0
-    elif whole_gradient:
-        mode = 0
-    elif opt_code == SGD and hyper[MOMENTUM] == 0:
+    elif opt_code == SGD and hyper[MOMENTUM] == 0 and not clips(hyper):
         mode = 1
     else:
         mode = 2
@@ -394,5 +413,9 @@ def train_steps(worker, n_workers, team, shared,
                         else STOP_NONFINITE
                     status[1] = s
                 return s - step_begin
-            update_chunks(worker, n_workers, opt_code, theta, gsum, s1, s2, t, hyper, team)
+            update_chunks(worker, n_workers, opt_code, theta, gsum, s1, s2, t, hyper, norms,
+                          team)
+        elif mode == 0:
+            update_chunks(worker, n_workers, opt_code, theta, grad, s1, s2, t, hyper, norms,
+                          team)
     return step_end - step_begin

@@ -49,6 +49,11 @@ RUNS = {
     "adamw": (lambda: dict(optimizer=fastnn.AdamW(0.01), epochs=3, batch_size=50), False),
     "rmsprop": (lambda: dict(optimizer=fastnn.RMSprop(0.01, momentum=0.5), epochs=3,
                              batch_size=16), False),
+    # Clipping acts on the summed gradient: clipping each rank's share would differ.
+    "sgd_clip_norm": (lambda: dict(optimizer=fastnn.SGD(0.2, clip_norm=0.8), epochs=3,
+                                   batch_size=32), False),
+    "adam_clip_value": (lambda: dict(optimizer=fastnn.Adam(0.01, clip_value=0.02), epochs=3,
+                                     batch_size=32), True),
 }
 
 

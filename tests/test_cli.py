@@ -183,6 +183,18 @@ def test_info_shows_dropout_layers(tmp_path, capsys):
     assert "layer 1: Dropout(0.2)" in out and "optimizer:    not saved" in out
 
 
+def test_info_shows_gradient_clipping(tmp_path, capsys):
+    X, y = _test_split()
+    net = fastnn.Network([fastnn.Dense(64, 10)], seed=2)
+    net.fit(X[:20], y[:20], epochs=1, batch_size=10, verbose=0,
+            optimizer=fastnn.Adam(0.01, clip_norm=0.5))
+    save(net, tmp_path / "c.npz", include_optimizer=True)
+    assert cli.main(["info", str(tmp_path / "c.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "weight_decay=0.0, clip_norm=0.5), after 2 steps" in out
+    assert "clip_value" not in out                     # unset: not shown
+
+
 def test_info_shows_a_checkpoint(tmp_path, capsys):
     X, y = _test_split()
     net = fastnn.Network([fastnn.Dense(64, 8, "relu"), fastnn.Dropout(0.1), fastnn.Dense(8, 10)],

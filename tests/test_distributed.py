@@ -69,6 +69,8 @@ def relative(a, b):
     ("sgd", 97, 2, None),                           # last batch of 1 row: one rank gets none
     ("adamw", 203, 2, None),
     ("rmsprop", 203, 3, 7),                          # batches of 7 rows over 3 ranks
+    ("sgd_clip_norm", 203, 2, None),                 # clipped after the allreduce
+    ("adam_clip_value", 203, 3, None),
 ])
 def test_equals_single_process_training(tmp_path, run, n, ranks, batch_size):
     """float64, same seed and global batch: <= 1e-10 relative, ranks bit-identical."""

@@ -362,6 +362,9 @@ def test_every_hyperparameter_refuses_wrong_types(cls, name, default):
         bad_values, wanted = NOT_FLAGS, "True or False"
     elif isinstance(default, tuple):
         bad_values, wanted = NOT_PAIRS, None
+    elif default is None:              # off by default (clipping): None is the off value
+        bad_values = [v for v in NOT_NUMBERS if v is not None] + [0, -1.0, float("inf")]
+        wanted = "None or a finite positive number"
     else:
         bad_values, wanted = NOT_NUMBERS, "number"
     for bad in bad_values:
@@ -372,16 +375,20 @@ def test_every_hyperparameter_refuses_wrong_types(cls, name, default):
 
 
 def test_ints_and_numpy_scalars_are_fine_for_floats():
-    sgd = SGD(lr=1, momentum=0, weight_decay=np.float32(0.5), dampening=np.int64(0))
+    sgd = SGD(lr=1, momentum=0, weight_decay=np.float32(0.5), dampening=np.int64(0),
+              clip_norm=np.int32(2))
     assert sgd.get_config() == dict(lr=1.0, momentum=0.0, nesterov=False, weight_decay=0.5,
-                                    dampening=0.0)
-    assert all(type(v) is float for k, v in sgd.get_config().items() if k != "nesterov")
-    adam = Adam(lr=1, betas=np.array([0, 0.5]), eps=1, weight_decay=0)
-    assert adam.get_config() == dict(lr=1.0, betas=[0.0, 0.5], eps=1.0, weight_decay=0.0)
-    assert type(adam.betas[0]) is float
+                                    dampening=0.0, clip_norm=2.0, clip_value=None)
+    assert all(type(v) is float for k, v in sgd.get_config().items()
+               if k not in ("nesterov", "clip_value"))
+    adam = Adam(lr=1, betas=np.array([0, 0.5]), eps=1, weight_decay=0, clip_value=np.float32(3))
+    assert adam.get_config() == dict(lr=1.0, betas=[0.0, 0.5], eps=1.0, weight_decay=0.0,
+                                     clip_norm=None, clip_value=3.0)
+    assert type(adam.betas[0]) is float and type(adam.clip_value) is float
     assert SGD(momentum=0.9, nesterov=np.bool_(True)).nesterov is True
     assert RMSprop(lr=2, alpha=0, eps=3, weight_decay=1, momentum=0).get_config() == \
-        dict(lr=2.0, alpha=0.0, eps=3.0, weight_decay=1.0, momentum=0.0)
+        dict(lr=2.0, alpha=0.0, eps=3.0, weight_decay=1.0, momentum=0.0, clip_norm=None,
+             clip_value=None)
 
 
 def test_a_huge_integer_is_refused_not_overflowed():

@@ -77,10 +77,20 @@ def _assert_same_fit(ours, theirs, **tolerance):
 
 # ---- scikit-learn's estimator checks ----------------------------------------
 
+def _expected_failed_checks(estimator):
+    if estimator.dtype == "float32":
+        return {"check_sample_weight_equivalence_on_dense_data": (
+            "float32: 100 epochs of float32 sums over 15 weighted rows or ~30 repeated ones "
+            "(another order) end ~3e-7 apart in their predictions, over the check's 1e-7; the "
+            "float64 estimators pass it")}
+    return {}
+
+
 @parametrize_with_checks(
     [Estimator(hidden_layer_sizes=(32,), max_iter=100, random_state=0, **options)
      for options in ({}, {"dtype": "float32"}, {"solver": "lbfgs"})
-     for Estimator in (MLPClassifier, MLPRegressor)])
+     for Estimator in (MLPClassifier, MLPRegressor)],
+    expected_failed_checks=_expected_failed_checks, xfail_strict=False)
 def test_estimator_checks(estimator, check):
     check(estimator)
 
@@ -174,20 +184,22 @@ def test_partial_fit_and_warm_start_match_sklearn(digits):
     _assert_same_fit(ours, theirs, **EXACT)
 
 
+class SkBiasDecay(SkMLPClassifier):
+    """scikit-learn's classifier with fastnn's rule: alpha decays the biases too."""
+
+    def _compute_loss_grad(self, layer, sw_sum, activations, deltas, coef_grads,
+                           intercept_grads):
+        super()._compute_loss_grad(layer, sw_sum, activations, deltas, coef_grads,
+                                   intercept_grads)
+        intercept_grads[layer] += self.alpha * self.intercepts_[layer] / sw_sum
+
+
 def test_l2_penalty_matches_sklearn_up_to_bias_decay(digits):
     """alpha maps to weight_decay = alpha / batch_size; fastnn decays biases too.
 
     scikit-learn with that same bias decay added is matched to rounding; plain
     scikit-learn differs by much less than the penalty's own effect.
     """
-
-    class SkBiasDecay(SkMLPClassifier):
-        def _compute_loss_grad(self, layer, sw_sum, activations, deltas, coef_grads,
-                               intercept_grads):
-            super()._compute_loss_grad(layer, sw_sum, activations, deltas, coef_grads,
-                                       intercept_grads)
-            intercept_grads[layer] += self.alpha * self.intercepts_[layer] / sw_sum
-
     X, y = _small(digits, 160)                 # 4 full batches of 40
     params = dict(SGD, alpha=1.0, max_iter=5)
     ours = MLPClassifier(dtype="float64", **params).fit(X, y)
@@ -294,8 +306,9 @@ def test_partial_fit_unavailable_for_lbfgs(Estimator):
     assert "only available for stochastic optimizers" in str(error.value.__cause__)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("kind", ["multiclass", "binary strings", "regression 2-D"])
-def test_loss_grad_lbfgs_is_sklearns(digits, kind):
+def test_loss_grad_lbfgs_is_sklearns(digits, kind, weighted):
     """The private _loss_grad_lbfgs: same value and gradient, in scikit-learn's packing."""
     from sklearn.preprocessing import LabelBinarizer
 
@@ -313,9 +326,10 @@ def test_loss_grad_lbfgs_is_sklearns(digits, kind):
     n_layers = theirs.n_layers_ - 1
     buffers = dict(activations=[X] + [None] * n_layers, deltas=[None] * n_layers,
                    coef_grads=[None] * n_layers, intercept_grads=[None] * n_layers)
-    their_loss, their_grad = theirs._loss_grad_lbfgs(packed, X, Y, None, **buffers)
+    w = np.random.default_rng(1).uniform(0, 3, len(X)) if weighted else None
+    their_loss, their_grad = theirs._loss_grad_lbfgs(packed, X, Y, w, **buffers)
     coef_grads, intercept_grads = [None] * n_layers, [None] * n_layers
-    loss, grad = ours._loss_grad_lbfgs(packed, X, Y, None, None, None, coef_grads,
+    loss, grad = ours._loss_grad_lbfgs(packed, X, Y, w, None, None, coef_grads,
                                        intercept_grads)
     assert loss == pytest.approx(their_loss, rel=1e-12)
     np.testing.assert_allclose(grad, their_grad, rtol=1e-10, atol=1e-14)
@@ -325,6 +339,107 @@ def test_loss_grad_lbfgs_is_sklearns(digits, kind):
     # Like scikit-learn, the call leaves the packed parameters in the model.
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- sample weights -------------------------------------------------------------------
+
+def _weights(n, seed=0):
+    """Weights of very different sizes, a few of them zero."""
+    w = np.random.default_rng(seed).uniform(0.2, 3.0, n)
+    w[::17] = 0.0
+    return w
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("kind", ["multiclass", "binary strings", "multilabel",
+                                  "regression 1-D", "regression 2-D"])
+def test_sgd_sample_weight_matches_sklearn_exactly(digits, kind, early_stopping):
+    """Weighted batch losses, and with early stopping a weighted split and score."""
+    X, y = _small(digits)
+    y = _targets(kind, y, X)
+    w = _weights(len(X))
+    regression = kind.startswith("regression")
+    Ours, Theirs = (MLPRegressor, SkMLPRegressor) if regression else \
+        (MLPClassifier, SkMLPClassifier)
+    params = dict(SGD, learning_rate_init=0.002) if regression else dict(SGD)
+    if early_stopping:
+        params.update(early_stopping=True, n_iter_no_change=2, max_iter=12)
+    ours = Ours(dtype="float64", **params).fit(X, y, sample_weight=w)
+    theirs = Theirs(**params).fit(X, y, sample_weight=w)
+    _assert_same_fit(ours, theirs, **EXACT)
+    if early_stopping:
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, **EXACT)
+    unweighted = Theirs(**params).fit(X, y)
+    assert not np.allclose(ours.coefs_[0], unweighted.coefs_[0], rtol=1e-6)
+
+
+def test_partial_fit_sample_weight_matches_sklearn(digits):
+    X, y = _small(digits, 160)
+    w = _weights(160, seed=1)
+    params = dict(SGD, batch_size=20)
+    ours, theirs = MLPClassifier(dtype="float64", **params), SkMLPClassifier(**params)
+    for chunk in np.array_split(np.arange(160), 4):
+        ours.partial_fit(X[chunk], y[chunk], sample_weight=w[chunk], classes=np.arange(10))
+        theirs.partial_fit(X[chunk], y[chunk], sample_weight=w[chunk], classes=np.arange(10))
+    _assert_same_fit(ours, theirs, **EXACT)
+    Y = np.stack([y % 2, y > 4], axis=1)
+    ours, theirs = MLPRegressor(dtype="float64", **params), SkMLPRegressor(**params)
+    for chunk in np.array_split(np.arange(160), 2):
+        ours.partial_fit(X[chunk], Y[chunk], sample_weight=w[chunk])
+        theirs.partial_fit(X[chunk], Y[chunk], sample_weight=w[chunk])
+    _assert_same_fit(ours, theirs, **EXACT)
+
+
+def test_l2_penalty_with_equal_batch_weights_is_sklearns(digits):
+    """weight_decay = alpha / (batch_size mean(w)): scikit-learn's alpha / (batch weight).
+
+    Exact when every batch weighs the same: here every weight is 2.5.
+    """
+    X, y = _small(digits, 160)                 # 4 full batches of 40
+    w = np.full(160, 2.5)
+    params = dict(SGD, alpha=1.0, max_iter=5)
+    ours = MLPClassifier(dtype="float64", **params).fit(X, y, sample_weight=w)
+    same_rule = SkBiasDecay(**params).fit(X, y, sample_weight=w)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, same_rule.coefs_ + same_rule.intercepts_):
+        np.testing.assert_allclose(a, b, **EXACT)
+    np.testing.assert_allclose(ours.loss_curve_, same_rule.loss_curve_, rtol=5e-3)
+    unweighted = MLPClassifier(dtype="float64", **params).fit(X, y)
+    assert not np.allclose(ours.coefs_[0], unweighted.coefs_[0], rtol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary strings", "multilabel",
+                                  "regression 2-D"])
+def test_lbfgs_sample_weight_matches_sklearn(digits, kind):
+    """The weighted objective, its alpha/2 ||W||^2 / sum(w) included: 30 iterations."""
+    X, y = _small(digits)
+    y = _targets(kind, y, X)
+    w = _weights(len(X), seed=2)
+    Ours, Theirs = (MLPRegressor, SkMLPRegressor) if kind.startswith("regression") else \
+        (MLPClassifier, SkMLPClassifier)
+    params = dict(hidden_layer_sizes=(16,), solver="lbfgs", alpha=1e-2, max_iter=30,
+                  random_state=1)
+    ours = Ours(**params).fit(X, y, sample_weight=w)
+    theirs = Theirs(**params).fit(X, y, sample_weight=w)
+    assert ours.n_iter_ == theirs.n_iter_ == 30
+    assert _relative_error(ours, theirs) <= 1e-6
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+    assert _relative_error(ours, Theirs(**params).fit(X, y)) > 1e-3
+
+
+def test_sample_weight_errors(digits):
+    X, y = _small(digits, 40)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", batch_size=10, max_iter=2)
+    w = np.ones(40)
+    with pytest.raises(ValueError, match=r"non-negative for fastnn\.sklearn; found -1 at "
+                                         r"index 3"):
+        clf.fit(X, y, sample_weight=np.where(np.arange(40) == 3, -1.0, 1.0))
+    with pytest.raises(ValueError, match="at least one non-zero"):    # scikit-learn's check
+        clf.fit(X, y, sample_weight=np.zeros(40))
+    with pytest.raises(ValueError, match=r"sample_weight.*\(40,\)"):
+        clf.fit(X, y, sample_weight=w[:-1])
+    w[10:20] = 0.0                               # the second batch, unshuffled
+    with pytest.raises(ValueError, match="sample_weight sums to 0 over the batch of step 2"):
+        clf.set_params(shuffle=False).fit(X, y, sample_weight=w)
 
 
 # ---- Poisson loss ----------------------------------------------------------------------

@@ -43,8 +43,6 @@ PRIVATE = {
 
 # TEMPORARY: features the lead is building in fastnn.Network (issues 15 and 17).
 LEAD = {
-    "test_mlp_sample_weight_with_early_stopping":
-        "needs sample_weight in fit (issue 15/17, lead)",
     # lbfgs on dense X passes; the CSR half of the comparison is refused.
     "test_sparse_matrices[csr_matrix]": "needs sparse X (issue 15/17, lead)",
     "test_sparse_matrices[csr_array]": "needs sparse X (issue 15/17, lead)",

@@ -156,3 +156,34 @@ def test_time_per_block_is_bounded():
     n, seconds = choice.next()
     assert choice.steps_for(n, seconds) * {1: 1e-4, 2: 2e-4}[n] == pytest.approx(seconds,
                                                                                 rel=0.05)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_clip_norm_over_several_update_chunks_is_the_global_norm(threads):
+    """A network larger than kernels.step.UPDATE_CHUNK: the norm must span every chunk."""
+    from fastnn.kernels.step import UPDATE_CHUNK
+
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((64, 300)), rng.integers(0, 4, 64)
+    nets = [fastnn.Network([fastnn.Dense(300, 120, "tanh"), fastnn.Dense(120, 4)], seed=1,
+                           dtype="float64", backend=backend, threads=threads)
+            for backend in ("numba", "numpy")]
+    assert nets[0].n_params > 2 * UPDATE_CHUNK
+    for net in nets:
+        net.fit(X, y, epochs=2, batch_size=16, optimizer=fastnn.Adam(0.01, clip_norm=0.05),
+                verbose=0)
+    np.testing.assert_allclose(nets[0].get_params(), nets[1].get_params(), rtol=1e-9,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("clip", [dict(clip_norm=0.1), dict(clip_value=0.01)])
+def test_clipped_training_has_the_same_bits_on_two_threads(clip):
+    def run(threads):
+        rng = np.random.default_rng(6)
+        X, y = rng.standard_normal((90, 300)), rng.integers(0, 4, 90)
+        net = fastnn.Network([fastnn.Dense(300, 130, "relu"), fastnn.Dense(130, 4)], seed=2,
+                             threads=threads)
+        net.fit(X, y, epochs=2, batch_size=20, optimizer=fastnn.SGD(0.05, **clip), verbose=0)
+        return net.get_params()
+
+    np.testing.assert_array_equal(run(1), run(2))

@@ -7,11 +7,17 @@ import numpy as np
 from .common import OPTIMIZERS, initial_params, predict_result, summarize
 
 
-def _optimizer(fastnn, name):
+def _optimizer(fastnn, name, clip_norm=None):
     hp = OPTIMIZERS[name]
     if hp["kind"] == "adam":
-        return fastnn.Adam(lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"])
-    return fastnn.SGD(lr=hp["lr"], momentum=hp["momentum"])
+        return fastnn.Adam(lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+                           clip_norm=clip_norm)
+    return fastnn.SGD(lr=hp["lr"], momentum=hp["momentum"], clip_norm=clip_norm)
+
+
+def sample_weights(n, seed):
+    """``--sample-weight``: weights uniform in [0.5, 1.5), the same in every process."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(6)[5]).uniform(0.5, 1.5, n)
 
 
 def run(config, data, opts, backend, threads):
@@ -44,13 +50,15 @@ def run(config, data, opts, backend, threads):
                          backend=backend, threads=threads)
     net.set_params(np.concatenate([a.ravel() for pair in initial_params(sizes, opts.seed)
                                    for a in pair]))
-    optimizer = _optimizer(fastnn, opts.optimizer)
+    optimizer = _optimizer(fastnn, opts.optimizer, getattr(opts, "clip_norm", None))
+    weights = sample_weights(len(data["y_train"]), opts.seed) \
+        if getattr(opts, "sample_weight", False) else None
 
     def fit(epochs):
         start = time.perf_counter()
         history = net.fit(data["X_train"], data["y_train"], epochs=epochs,
                           batch_size=config.batch_size, optimizer=optimizer, shuffle=True,
-                          verbose=0)
+                          verbose=0, sample_weight=weights)
         return history, time.perf_counter() - start
 
     first, first_wall = fit(1)
@@ -61,7 +69,8 @@ def run(config, data, opts, backend, threads):
         import_seconds=import_seconds, warmup_seconds=warmup_seconds,
         first_epoch_loop=first.history["seconds"][0],
         fit_wall=steady_wall, fit_overhead=steady_wall - sum(seconds),
-        train_loss=steady.history["loss"][-1],
+        train_loss=steady.history["loss"][-1], sample_weight=weights is not None,
+        clip_norm=optimizer.clip_norm,
         accuracy=float(np.mean(net.predict(data["X_test"]) == data["y_test"])),
         threads="default (measured)" if threads is None else threads)
     choice = getattr(net, "_choice", None)
