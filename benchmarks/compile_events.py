@@ -10,6 +10,7 @@ typing compiles, such as ``str`` or ``raise_with_shape_context``), with the
     python benchmarks/compile_events.py                        # warmup(("float32",))
     python benchmarks/compile_events.py --workload epoch       # the one-epoch script
     python benchmarks/compile_events.py --runs 3 --top 40 --json events.json
+    python benchmarks/compile_events.py --ref main --runs 3   # main against this tree
 
 Times are CPU seconds of the compiling process, and exclusive ("self"): a slice of wall time belongs to the innermost
 compilation running, so nested compiles are not counted twice and the self
@@ -42,11 +43,13 @@ import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from pathlib import Path
 
 # Exclusive times use this process's CPU time: on a shared machine the wall
 # clock would charge other processes' time slices to whatever was compiling.
 _clock = time.process_time
 
+ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("typing", "inline", "lower", "opt", "codegen", "llvm", "other")
 MARKER = "@@compile-events@@ "
 
@@ -285,16 +288,16 @@ def worker(args):
     print(MARKER + json.dumps(dict(records=records, cpu=cpu, wall=wall, **cache_stats())))
 
 
-def run_cold(args, cache_dir=None):
-    """Run the worker in a fresh process on an empty (or the given) numba cache."""
+def run_cold(args, tree=ROOT):
+    """Run the worker on the source tree ``tree`` in a fresh process, empty numba cache."""
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(tree)
     with tempfile.TemporaryDirectory(prefix="fastnn-cold-") as tmp:
-        env["NUMBA_CACHE_DIR"] = cache_dir or tmp
+        env["NUMBA_CACHE_DIR"] = tmp
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
                                "--workload", args.workload, "--dtypes", args.dtypes],
-                              env=env, capture_output=True, text=True, timeout=args.timeout)
+                              env=env, capture_output=True, text=True, timeout=args.timeout,
+                              cwd=tempfile.gettempdir())
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed:\n{proc.stderr[-3000:]}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith(MARKER))
@@ -449,6 +452,11 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=30, help="functions listed (by self time)")
     p.add_argument("--runs", type=int, default=1,
                    help="cold processes, one after another; tables show medians")
+    p.add_argument("--ref", action="append", default=[],
+                   help="also profile this git revision (repeatable; runs interleave) and "
+                        "compare the totals")
+    p.add_argument("--tree", action="append", default=[],
+                   help="also profile this source tree (a checkout's root; repeatable)")
     p.add_argument("--json", metavar="FILE", help="also write every compilation record here")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -456,16 +464,44 @@ def main(argv=None):
     if args.worker:
         worker(args)
         return 0
-    results = []
-    for _ in range(args.runs):
-        results.append(run_cold(args))
-        if results[-1]["cache_hits"]:
-            raise RuntimeError(f"not cold: {results[-1]['cache_hits']} cache hits")
-    print(render(results, args.top))
+    with tempfile.TemporaryDirectory(prefix="fastnn-events-") as tmp:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from ab_epoch import export
+
+        trees = [(f"ref {ref}", export(ref, Path(tmp) / f"ref{i}"))
+                 for i, ref in enumerate(args.ref)]
+        trees += [(f"tree {t}", Path(t).resolve()) for t in args.tree]
+        trees.append(("this tree", ROOT))
+        results = {name: [] for name, _ in trees}
+        for _ in range(args.runs):
+            for name, tree in trees:
+                result = run_cold(args, tree)
+                if result["cache_hits"]:
+                    raise RuntimeError(f"{name} not cold: {result['cache_hits']} cache hits")
+                results[name].append(result)
+    for name, runs in results.items():
+        if len(results) > 1:
+            print(f"## {name}\n")
+        print(render(runs, args.top) + "\n")
+    if len(results) > 1:
+        print(comparison_table(results))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(runs=results, totals=[totals(r) for r in results]), f, indent=1)
+            json.dump({name: dict(runs=runs, totals=[totals(r) for r in runs])
+                       for name, runs in results.items()}, f, indent=1)
     return 0
+
+
+def comparison_table(results):
+    """Median totals per tree, side by side."""
+    keys = ["workload_cpu", "compile", "kernel", "helpers", "compilations", *PHASES]
+    lines = ["| tree | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, runs in results.items():
+        t = [totals(r) for r in runs]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{statistics.median(x[k] for x in t):.2f}" if k != "compilations"
+            else f"{statistics.median(x[k] for x in t):g}" for k in keys) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
