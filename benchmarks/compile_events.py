@@ -12,7 +12,7 @@ typing compiles, such as ``str`` or ``raise_with_shape_context``), with the
     python benchmarks/compile_events.py --runs 3 --top 40 --json events.json
     python benchmarks/compile_events.py --ref main --runs 3   # main against this tree
 
-Times are CPU seconds of the compiling process, and exclusive ("self"): a slice of wall time belongs to the innermost
+Times are CPU seconds of the compiling thread, and exclusive ("self"): a slice of wall time belongs to the innermost
 compilation running, so nested compiles are not counted twice and the self
 column sums to the compile time. Self time is split into phases: ``typing``
 (the type-inference passes, without the compiles they trigger), ``inline``
@@ -45,9 +45,10 @@ from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
-# Exclusive times use this process's CPU time: on a shared machine the wall
-# clock would charge other processes' time slices to whatever was compiling.
-_clock = time.process_time
+# Exclusive times use the compiling thread's CPU time: on a shared machine the
+# wall clock would charge other processes' time slices to whatever was
+# compiling, and the process's CPU time the spinning of idle BLAS threads.
+_clock = time.thread_time
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("typing", "inline", "lower", "opt", "codegen", "llvm", "other")
