@@ -78,6 +78,7 @@ class CompileRecorder:
 
     def __init__(self):
         self.records = []
+        self.passes = defaultdict(float)   # exclusive seconds by compiler pass
         self._stack = []           # frames: [kind, record index or pass phase, start]
         self._last = None
 
@@ -92,7 +93,8 @@ class CompileRecorder:
             if kind == "numba:compile":
                 self._start_compile(event.data, now)
             elif kind == "numba:run_pass":
-                self._stack.append(["pass", _phase(event.data["name"].split(" [")[0]), now])
+                name = event.data["name"].split(" [")[0]
+                self._stack.append(["pass", _phase(name), now, name])
             else:
                 self._stack.append(["llvm", None, now])
         else:
@@ -149,12 +151,16 @@ class CompileRecorder:
         # LLVM section, else "llvm" under the LLVM lock, else the pass's phase.
         phase = None
         rank = 0
+        pass_name = None
         for frame in reversed(self._stack):
             if frame[0] == "compile":
                 record = self.records[frame[1]]
                 record["self"] += seconds
                 record[phase or "other"] += seconds
+                self.passes[pass_name or "(dispatcher, outside the passes)"] += seconds
                 return
+            if frame[0] == "pass" and pass_name is None:
+                pass_name = frame[3]
             if frame[0] == "section" and rank < 3:
                 phase, rank = frame[1], 3
             elif frame[0] == "llvm" and rank < 2:
@@ -194,6 +200,7 @@ def record(workload):
             stack.enter_context(event.install_listener(kind, listener))
         stack.enter_context(_llvm_sections(recorder))
         workload()
+    record.passes = dict(recorder.passes)
     return recorder.records, _clock() - start, time.perf_counter() - wall_start
 
 
@@ -286,7 +293,8 @@ def worker(args):
                                   fastnn.Dense(64, 10)], loss="cross_entropy", dtype=dtypes[0])
             net.predict(np.zeros((5, 784), dtypes[0]))
     records, cpu, wall = record(workload)
-    print(MARKER + json.dumps(dict(records=records, cpu=cpu, wall=wall, **cache_stats())))
+    print(MARKER + json.dumps(dict(records=records, cpu=cpu, wall=wall, passes=record.passes,
+                                   **cache_stats())))
 
 
 def run_cold(args, tree=ROOT):
@@ -436,12 +444,23 @@ def kernel_table(results):
     return "\n".join(lines)
 
 
+def pass_table(results, top=15):
+    """Exclusive seconds by numba compiler pass (medians over runs), largest first."""
+    rows = _median_rows([{k: dict(s=v) for k, v in r["passes"].items()} for r in results])
+    lines = ["| compiler pass | self s |", "|---|---|"]
+    for name, row in sorted(rows.items(), key=lambda kv: -kv[1]["s"])[:top]:
+        lines.append(f"| {name} | {row['s']:.2f} |")
+    return "\n".join(lines)
+
+
 def render(results, top):
-    """The summary, the per-function table and the per-kernel table (medians over runs)."""
+    """The summary, the per-function, per-kernel and per-pass tables (medians over runs)."""
     return "\n".join(summary_lines(results) + [
         "", function_table(results, top), "",
         "by kernel (self seconds charged to the fastnn kernel that caused them)", "",
-        kernel_table(results)])
+        kernel_table(results), "",
+        "by compiler pass (LLVM work included in the pass that runs it: native_lowering)", "",
+        pass_table(results)])
 
 
 def main(argv=None):
