@@ -7,6 +7,7 @@ included, started from here::
     python benchmarks/coldstart.py                      # 3 rounds of everything
     python benchmarks/coldstart.py --rounds 5 --json coldstart.json
     python benchmarks/coldstart.py --tasks epoch,torch --samples 2000
+    python benchmarks/coldstart.py --ref main     # main's kernels beside this tree's
 
 Tasks (``--tasks``, comma-separated):
 
@@ -125,14 +126,14 @@ def cache_files(folder):
     return found
 
 
-def run_task(task, args, cache_dir=None):
-    """Run one task in a fresh process; return its wall seconds and details.
+def run_task(task, args, cache_dir=None, tree=ROOT):
+    """Run one task on the source tree ``tree`` in a fresh process; return its times.
 
     ``cache_dir`` is the numba cache of a fastnn task: checked empty before
     a cold run (``mode="cold"``) and unchanged by a warm one.
     """
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("NUMBA_DISABLE_JIT", None)
     if args.threads:
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -172,24 +173,33 @@ def run_task(task, args, cache_dir=None):
     return result
 
 
-def run_rounds(args, tasks, log=print):
-    """Every round: each fastnn task cold then warm, then PyTorch; return the runs."""
-    runs = {task: {"cold": [], "warm": []} for task in tasks if task != "torch"}
-    if "torch" in tasks:
-        runs["torch"] = {"run": []}
+def run_rounds(args, tasks, trees, log=print):
+    """Every round: each fastnn task cold then warm on every tree, then PyTorch.
+
+    Returns ``{tree label: {task: {mode: [result per round]}}}``; PyTorch's
+    runs are listed under every tree.
+    """
+    runs = {label: {task: {"cold": [], "warm": []} for task in tasks if task != "torch"}
+            for label, _ in trees}
+    torch_runs = []
     for round_ in range(args.rounds):
         for task in tasks:
             if task == "torch":
                 result = run_task(task, args)
-                runs[task]["run"].append(result)
+                torch_runs.append(result)
                 log(f"round {round_ + 1}: torch {result['wall']:.2f} s")
                 continue
-            with tempfile.TemporaryDirectory(prefix="fastnn-coldstart-") as cache:
-                cold = run_task(task, args, cache)
-                warm = run_task(task, args, cache)
-            runs[task]["cold"].append(cold)
-            runs[task]["warm"].append(warm)
-            log(f"round {round_ + 1}: {task} cold {cold['wall']:.2f} s, warm {warm['wall']:.2f} s")
+            for label, tree in trees:
+                with tempfile.TemporaryDirectory(prefix="fastnn-coldstart-") as cache:
+                    cold = run_task(task, args, cache, tree)
+                    warm = run_task(task, args, cache, tree)
+                runs[label][task]["cold"].append(cold)
+                runs[label][task]["warm"].append(warm)
+                log(f"round {round_ + 1}: {label}: {task} cold {cold['wall']:.2f} s, "
+                    f"warm {warm['wall']:.2f} s")
+    if "torch" in tasks:
+        for label in runs:
+            runs[label]["torch"] = {"run": torch_runs}
     return runs
 
 
@@ -249,8 +259,12 @@ def _detail(task, s):
     return ""
 
 
-def targets(summary):
-    """The issue's targets that this run can check: (description, value, limit, ok)."""
+def targets(summary, reference=None, reference_label=None):
+    """The issue's targets that this run can check: (description, value, limit, ok).
+
+    ``reference`` is the summary of the tree to beat (``--ref``), for the
+    target relative to it.
+    """
     rows = []
 
     def med(task, mode):
@@ -271,10 +285,16 @@ def targets(summary):
         pass
     if med("train", "cold"):
         rows.append(("cold `fastnn train` seconds, end to end", med("train", "cold"), 8.0))
+    try:
+        ratio = (summary["warmup32"]["cold"]["work_seconds"]["median"]
+                 / reference["warmup32"]["cold"]["work_seconds"]["median"])
+        rows.append((f"cold `fastnn.warmup((\"float32\",))` / {reference_label}'s", ratio, 1 / 3))
+    except (KeyError, TypeError):
+        pass
     return [(d, v, limit, v <= limit) for d, v, limit in rows]
 
 
-def render_markdown(summary, info):
+def render_markdown(summary, info, reference=None, reference_label=None):
     n = info["rounds"]
     lines = [f"Wall seconds of a fresh process, median (min–max) of {n} round"
              f"{'s' if n != 1 else ''}; cold = empty numba cache; CPU = the process's "
@@ -292,10 +312,10 @@ def render_markdown(summary, info):
         lines.append(f"| {LABELS[task]} | {_cell(s.get('cold'))} | {_cell(s.get('warm'))} | "
                      f"{_cpu(s.get('cold'))} | {_cpu(s.get('warm'))} | "
                      f"{_detail(task, s.get('cold'))} | {_detail(task, s.get('warm'))} |")
-    checks = targets(summary)
+    checks = targets(summary, reference, reference_label)
     if checks:
         lines += ["", "| target | this run | limit | met |", "|---|---|---|---|"]
-        lines += [f"| {d} | {v:.2f} | {limit:g} | {'yes' if ok else 'no'} |"
+        lines += [f"| {d} | {v:.2f} | {limit:.3g} | {'yes' if ok else 'no'} |"
                   for d, v, limit, ok in checks]
     lines += ["", f"{info['samples']:,} rows in the one-epoch scripts; "
                   f"{info['cpus']} CPUs, {info['machine']}; Python {info['python']}, "
@@ -333,6 +353,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="only epoch and torch, on 1,000 rows (a smoke test)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per process")
+    p.add_argument("--ref", action="append", default=[],
+                   help="also measure this git revision of the repository (repeatable; "
+                        "exported with git archive, interleaved with this tree)")
     p.add_argument("--json", metavar="FILE", help="also write every run here")
     args = p.parse_args(argv)
     if args.quick:
@@ -361,15 +384,31 @@ def main(argv=None):
         print("PyTorch is not installed: skipping the torch task", file=sys.stderr)
         tasks.remove("torch")
     info = machine_info(args)
-    runs = run_rounds(args, tasks, log=lambda s: print(s, file=sys.stderr, flush=True))
+    with tempfile.TemporaryDirectory(prefix="fastnn-coldstart-refs-") as tmp:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from ab_epoch import export
+
+        trees = [("this tree", ROOT)] + [(f"ref {ref}", export(ref, Path(tmp) / f"ref{i}"))
+                                         for i, ref in enumerate(args.ref)]
+        runs = run_rounds(args, tasks, trees,
+                          log=lambda s: print(s, file=sys.stderr, flush=True))
     info["load_after"] = os.getloadavg()[0]
-    summary = summarize(runs)
-    print(render_markdown(summary, info))
+    summaries = {label: summarize(r) for label, r in runs.items()}
+    reference_label = trees[1][0] if len(trees) > 1 else None
+    reference = summaries.get(reference_label)
+    out = {}
+    for label, summary in summaries.items():
+        if len(trees) > 1:
+            print(f"### {label}\n")
+        ref = reference if label == "this tree" else None
+        print(render_markdown(summary, info, ref, reference_label) + "\n")
+        out[label] = dict(summary=summary, runs=runs[label],
+                          targets=[dict(target=d, value=v, limit=limit, met=ok)
+                                   for d, v, limit, ok in targets(summary, ref,
+                                                                  reference_label)])
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(info=info, summary=summary, runs=runs,
-                           targets=[dict(target=d, value=v, limit=limit, met=ok)
-                                    for d, v, limit, ok in targets(summary)]), f, indent=1)
+            json.dump(dict(info=info, trees=out), f, indent=1)
     return 0
 
 

@@ -1,0 +1,58 @@
+"""``benchmarks/coldstart.py`` for real on its smallest setting, read back from its outputs.
+
+One round of ``--quick`` (the one-epoch script on 1,000 rows, cold and warm,
+and PyTorch's if installed): about 15 s on two cores. Only the plumbing is
+checked (a cold run really compiled, a warm one loaded, the table and the
+targets follow from the JSON); no timing is asserted.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COLDSTART = Path(__file__).resolve().parents[1] / "benchmarks" / "coldstart.py"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("coldstart") / "run.json"
+    proc = subprocess.run([sys.executable, str(COLDSTART), "--quick", "--rounds", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_cold_run_compiled_and_warm_run_loaded(quick_run):
+    _, run = quick_run
+    epoch = run["trees"]["this tree"]["runs"]["epoch"]
+    cold, warm = epoch["cold"][0], epoch["warm"][0]
+    assert cold["mode"] == "cold" and warm["mode"] == "warm"
+    # The cold process wrote numba's cache; the warm one found all of it.
+    assert cold["cache_files"] > 0
+    assert warm["cache_files"] == cold["cache_files"]
+    for r in (cold, warm):
+        assert r["wall"] > r["work_seconds"] > 0
+        assert r["import_seconds"] > 0
+
+
+def test_table_and_targets_follow_from_the_runs(quick_run):
+    stdout, run = quick_run
+    tree = run["trees"]["this tree"]
+    epoch = tree["summary"]["epoch"]
+    cold = epoch["cold"]["wall"]["median"]
+    warm = epoch["warm"]["wall"]["median"]
+    row = next(line for line in stdout.splitlines()
+               if line.startswith("| one-epoch script, fastnn |"))
+    assert row.split("|")[2].strip().startswith(f"{cold:.2f}")
+    assert row.split("|")[3].strip().startswith(f"{warm:.2f}")
+    if "torch" not in tree["summary"]:
+        pytest.skip("PyTorch is not installed: no ratio targets")
+    torch_ = tree["summary"]["torch"]["run"]["wall"]["median"]
+    targets = {t["target"]: t for t in tree["targets"]}
+    cold_ratio = targets["cold one-epoch script / PyTorch's"]
+    assert cold_ratio["value"] == pytest.approx(cold / torch_)
+    assert cold_ratio["met"] == (cold / torch_ <= 2.0)
+    assert f"| cold one-epoch script / PyTorch's | {cold / torch_:.2f} |" in stdout
