@@ -9,8 +9,9 @@ For a kernel change that is meant to compile faster and run no slower::
 
 Each round runs one fresh process per tree (in the same order every round;
 the trees' numba caches are warmed first, so no compile is timed). A process
-trains config B of ``benchmarks/compare.py`` (784-128-64-10 relu, batch 64,
-SGD lr 0.01, float32) on 8,000 random rows: one warm-up epoch, then
+trains config B of ``benchmarks/compare.py`` (784-128-64-10 relu, batch 64
+or ``--batch-size``, SGD lr 0.01 or ``--optimizer adam``, float32) on 8,000
+random rows: one warm-up epoch, then
 ``--epochs`` timed epochs (``History.history["seconds"]``, the step loop
 only), and times ``predict`` on 10,000 rows ``--repeats`` times. Its result is
 the median epoch and the median predict, in CPU seconds of the process (with
@@ -40,6 +41,7 @@ WORKER = textwrap.dedent("""
     import numpy as np
     import fastnn
     samples, epochs, repeats, threads, optimizer = {samples}, {epochs}, {repeats}, {threads}, {optimizer!r}
+    batch = {batch}
     rng = np.random.default_rng(0)
     X = rng.random((samples, 784), dtype=np.float32)
     y = rng.integers(0, 10, samples)
@@ -48,12 +50,12 @@ WORKER = textwrap.dedent("""
                           fastnn.Dense(64, 10)], loss="cross_entropy", dtype="float32", seed=0,
                          threads=threads)
     opt = fastnn.SGD(lr=0.01) if optimizer == "sgd" else fastnn.Adam(lr=1e-3)
-    net.fit(X, y, epochs=1, batch_size=64, optimizer=opt, verbose=0)
+    net.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, verbose=0)
     marks = []
     clock = fastnn.callbacks.LambdaCallback(
         on_train_begin=lambda net: marks.append(time.process_time()),
         on_epoch_end=lambda net, logs: marks.append(time.process_time()))
-    history = net.fit(X, y, epochs=epochs, batch_size=64, optimizer=opt, verbose=0,
+    history = net.fit(X, y, epochs=epochs, batch_size=batch, optimizer=opt, verbose=0,
                       callbacks=[clock])
     cpu = [b - a for a, b in zip(marks[:-1], marks[1:])]
     net.predict(Xp)
@@ -88,7 +90,8 @@ def run_worker(tree, cache, args):
     env["PYTHONPATH"] = str(tree)
     env["NUMBA_CACHE_DIR"] = str(cache)
     code = WORKER.format(samples=args.samples, epochs=args.epochs, repeats=args.repeats,
-                         threads=args.threads, optimizer=args.optimizer, marker=MARKER)
+                         threads=args.threads, optimizer=args.optimizer,
+                         batch=args.batch_size, marker=MARKER)
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(),
                           capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
@@ -109,6 +112,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per process")
     p.add_argument("--repeats", type=int, default=5, help="timed predicts per process")
     p.add_argument("--samples", type=int, default=8000)
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="64: config B; 16: A; 256: C")
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (default 1: steadier on a shared machine)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
@@ -136,7 +141,8 @@ def main(argv=None):
                       f"predict {r['predict'] * 1e3:.1f} ms", file=sys.stderr, flush=True)
 
     ref_name = trees[0][0]
-    lines = [f"config B epoch ({args.samples:,} rows; {args.threads} BLAS thread(s), "
+    lines = [f"784-128-64-10 epoch (batch {args.batch_size}, {args.samples:,} rows; "
+             f"{args.threads} BLAS thread(s), "
              f"{args.optimizer}), CPU ms, median (min-max) of {args.rounds} processes' medians",
              "", "| tree | epoch ms | predict 10k ms | epoch / ref | predict / ref |",
              "|---|---|---|---|---|"]
