@@ -11,16 +11,15 @@ Each round runs one fresh process per tree (in the same order every round;
 the trees' numba caches are warmed first, so no compile is timed). A process
 trains config B of ``benchmarks/compare.py`` (784-128-64-10 relu, batch 64
 or ``--batch-size``, SGD lr 0.01 or ``--optimizer adam``, float32) on 8,000
-random rows: one warm-up epoch, then
-``--epochs`` timed epochs (``History.history["seconds"]``, the step loop
-only), and times ``predict`` on 10,000 rows ``--repeats`` times. Its result is
-the median epoch and the median predict, in CPU seconds of the process (with
-one BLAS thread, the thread's own time: on a shared machine the wall clock
-also counts the time slices other processes took; the wall medians are in
-the JSON). The report gives, per tree, the
-median and spread of those over the rounds, and the ratio of the medians to
-the first tree (the reference). ``--ref`` trees are ``git archive`` exports
-of this repository at that revision.
+random rows: one warm-up epoch, then ``--epochs`` timed epochs, and
+``predict`` on 10,000 rows ``--repeats`` times. Its result is the median
+epoch and the median predict in CPU seconds of the process (epoch end to
+epoch end, through a callback; with one BLAS thread that is the thread's own
+time, where on a shared machine the wall clock would also count the time
+slices other processes took; wall medians are in the JSON). The report
+gives, per tree, the median and spread of those over the rounds and the
+ratio of the medians to the first tree (the reference). ``--ref`` trees are
+``git archive`` exports of this repository at that revision.
 """
 
 import argparse
