@@ -16,7 +16,6 @@ on the choice: the work is cut into the same tiles for any team size.
 import os
 import queue
 import threading
-import time
 from contextlib import contextmanager
 
 _controller = None

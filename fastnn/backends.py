@@ -11,7 +11,6 @@ from . import reference
 from .data import NO_WEIGHTS, DataError, bad_label_error, bad_value_error
 from . import data as _data
 from ._threads import team
-from .kernels import gather as _kg
 from .kernels import losses as _kl
 from .kernels import optimizers as _ko
 from .kernels import step as _ks
@@ -47,13 +46,12 @@ class NumbaBackend:
         status = np.zeros(2 * n_workers, np.int64)
         next_chunk = np.zeros(1, np.int64)
         scale, offset, rescale = _rescale_args(spec)
-        flat = src.bytes.reshape(-1)
         ftiles = tile_plan(spec.sizes)[0]
 
         def call(worker):
-            return _kt.predict_raw(worker, n_workers, next_chunk, src.bytes, flat, src.kind,
-                                   scale, offset, rescale, theta, spec.sizes, spec.codes, ftiles,
-                                   hbuf, xbuf, rows, out, status)
+            return _kt.predict_raw(worker, n_workers, next_chunk, src.values, scale, offset,
+                                   rescale, theta, spec.sizes, spec.codes, ftiles, hbuf, xbuf,
+                                   rows, out, status)
 
         team().run(n_workers, call)
         bad = [int(b) for b in status[0::2] if b >= 0]
@@ -77,11 +75,11 @@ class NumbaBackend:
         tb = np.zeros((n, spec.sizes[-1]), spec.dtype) if loss_code == _kl.CE_LABELS \
             else _writable(targets, spec.dtype)
         X = _writable(X, spec.dtype)
-        empty = _data.empty_source(np.float32, 1)
         losses, correct, status = np.zeros(1), np.zeros(1, np.int64), np.zeros(3, np.int64)
+        y_in = yb.reshape(n, 1) if loss_code == _kl.CE_LABELS else tb
         done = _ks.train_steps(
             0, 1, np.zeros(_kteam.TEAM_STATE_SIZE, np.int64), np.zeros(_ks.SLOT, np.int64),
-            empty.bytes, empty.kind, empty.bytes, empty.kind, 1.0, 0.0, False, False, w,
+            X, y_in, 1.0, 0.0, False, _NO_ORDER, w,
             np.arange(n), n, 0, 1, theta, spec.sizes, spec.codes, spec.rates, spec.seed,
             loss_code, *tile_plan(spec.sizes), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
             grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), yb, tb.reshape(-1),
@@ -114,11 +112,14 @@ class NumbaBackend:
         scale, offset, rescale = _rescale_args(spec)
         hyper = optimizer.hyper_array()
 
+        order = _data.read_order(perm, batch_size, strategy.rank, strategy.size) \
+            if data.mapped else _NO_ORDER
+
         def call(worker):
             return _ks.train_steps(
                 worker, n_workers, team_state, shared,
-                data.X.bytes, data.X.kind, data.y.bytes, data.y.kind, scale, offset, rescale,
-                data.mapped, data.weights, perm, batch_size, step_begin, step_end, theta,
+                data.X.values, data.y.values, scale, offset, rescale, order,
+                data.weights, perm, batch_size, step_begin, step_end, theta,
                 spec.sizes, spec.codes, spec.rates, spec.seed, data.code, ftiles, btiles,
                 optimizer.code, hyper, state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
                 dbuf, xb, yb, tb, wb, False, norms, step_losses, step_correct, rank, size, mpi,
@@ -130,6 +131,8 @@ class NumbaBackend:
                                int(status[2]))
         return completed
 
+
+_NO_ORDER = np.zeros(0, np.int64)
 
 #: Rows of a predict chunk: every chunk has this shape (the last one padded),
 #: so predictions do not depend on the batch (see kernels.forward.predict_raw).
@@ -203,7 +206,7 @@ class NumpyBackend:
 
     def predict_raw(self, spec, theta, src, n_workers=1):
         X = src.take(slice(None), spec.dtype, spec.rescaling)
-        bad = _first_nonfinite(X) if src.kind in _FLOAT_KINDS else -1
+        bad = _first_nonfinite(X) if src.dtype.kind == "f" else -1
         Ws, bs = reference.layer_views(theta, spec.sizes)
         with np.errstate(over="ignore", invalid="ignore"):
             Hs = reference.forward(X, Ws, bs, spec.kernel_activations)
@@ -279,9 +282,6 @@ class NumpyBackend:
         return step_end - step_begin
 
 
-_FLOAT_KINDS = (_kg.F32, _kg.F64)
-
-
 def _first_nonfinite(values):
     """Flat index of the first non-finite value of a 2-D array, or -1."""
     bad = ~np.isfinite(values)
@@ -290,7 +290,7 @@ def _first_nonfinite(values):
 
 def _check_rows(spec, data, rows, x, y, labels):
     """The reference's checks of a batch read from a source (the kernels' twins)."""
-    if data.X.kind in _FLOAT_KINDS:
+    if data.X.dtype.kind == "f":
         bad = _first_nonfinite(np.asarray(data.X.array[rows], np.float64).astype(spec.dtype)
                                .reshape(len(rows), -1))
         if bad >= 0:
@@ -300,7 +300,7 @@ def _check_rows(spec, data, rows, x, y, labels):
         out = (y[:, 0] < 0) | (y[:, 0] >= spec.sizes[-1])
         if out.any():
             raise bad_label_error(data.y, rows[int(np.argmax(out))], int(spec.sizes[-1]))
-    elif data.y.kind in _FLOAT_KINDS:
+    elif data.y.dtype.kind == "f":
         bad = _first_nonfinite(y)
         if bad >= 0:
             row, col = divmod(bad, y.shape[1])

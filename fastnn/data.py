@@ -1,8 +1,8 @@
 """Inputs as the kernels read them: sources, training data, shuffling and input errors.
 
-A :class:`Source` is a checked 2-D array seen as its rows' bytes plus an
-element kind: the kernels convert rows to the network's dtype while they
-copy a batch (``fastnn.kernels.gather``). Arrays of float32, float64, uint8,
+A :class:`Source` is a checked 2-D array as the kernels read it, in its
+own dtype: they convert rows to the network's dtype while they copy a batch
+(``fastnn.kernels.gather``). Arrays of float32, float64, uint8,
 int8, uint16 and int16 (and, for labels, int32 and int64) that are
 C-contiguous are read in place, memory maps included, so a data set never
 needs a float copy in memory; anything else is converted once, as numpy
@@ -20,13 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernels import gather as _kg
 
-#: Element kinds the kernels read in place: dtype -> kernel code.
-KINDS = {np.dtype(np.float32): _kg.F32, np.dtype(np.float64): _kg.F64,
-         np.dtype(np.uint8): _kg.U8, np.dtype(np.int8): _kg.I8,
-         np.dtype(np.uint16): _kg.U16, np.dtype(np.int16): _kg.I16,
-         np.dtype(np.int32): _kg.I32, np.dtype(np.int64): _kg.I64}
+#: The element types the kernels read in place.
+KINDS = tuple(np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.int8, np.uint16,
+                                     np.int16, np.int32, np.int64))
 #: Of those, the kinds an ``X`` (features) may have without a copy.
 FEATURE_KINDS = (np.float32, np.float64, np.uint8, np.int8, np.uint16, np.int16)
 
@@ -131,21 +128,20 @@ def done_with(array, row_ranges):
     _advise_rows(array, row_ranges, [_MADV_PAGEOUT, _MADV_COLD])
 
 
-def _writable_bytes(array):
-    """``array``'s rows as a writable-flagged uint8 (n, row_bytes) array over its memory.
+def _writable(array):
+    """``array`` as a writable-flagged 2-D array over its memory (no copy).
 
     numba compiles a read-only array as a type of its own; the kernels never
     write a source, so a read-only map is handed to them as a plain array
     over the same pages (the mapping stays read-only: a write would fault).
     """
-    n = array.shape[0]
-    row = array.shape[1] * array.itemsize if array.ndim == 2 else array.itemsize
-    if array.nbytes == 0:
-        return np.zeros((n, row), np.uint8)
-    if array.flags.writeable:
-        return array.reshape(n, -1).view(np.uint8).reshape(n, row)
-    buffer = (ctypes.c_uint8 * array.nbytes).from_address(array.ctypes.data)
-    return np.frombuffer(buffer, dtype=np.uint8).reshape(n, row)
+    values = array if array.ndim == 2 else array.reshape(array.shape[0], 1)
+    if values.flags.writeable:
+        return values
+    if values.nbytes == 0:
+        return np.zeros(values.shape, values.dtype)
+    buffer = (ctypes.c_uint8 * values.nbytes).from_address(values.ctypes.data)
+    return np.frombuffer(buffer, dtype=values.dtype).reshape(values.shape)
 
 
 class Source(NamedTuple):
@@ -153,10 +149,9 @@ class Source(NamedTuple):
 
     Attributes
     ----------
-    bytes : ndarray of shape (n, width * itemsize), uint8
-        The rows' bytes (C-contiguous; never written).
-    kind : int
-        Element kind code (``fastnn.kernels.gather.F32`` ...).
+    values : ndarray of shape (n, width)
+        The array in its own dtype, C-contiguous, writable-flagged (see
+        :func:`_writable`; never written).
     width : int
         Values per row (1 for labels).
     array : ndarray
@@ -168,8 +163,7 @@ class Source(NamedTuple):
         error messages), else ``array``.
     """
 
-    bytes: np.ndarray
-    kind: int
+    values: np.ndarray
     width: int
     array: np.ndarray
     mapped: bool
@@ -177,16 +171,20 @@ class Source(NamedTuple):
 
     @property
     def n(self):
-        return self.bytes.shape[0]
+        return self.values.shape[0]
 
     @property
     def dtype(self):
         return self.array.dtype
 
+    @property
+    def row_bytes(self):
+        return self.values.shape[1] * self.values.itemsize
+
     def rows(self, start, stop):
         """Rows ``start:stop`` (views)."""
-        return Source(self.bytes[start:stop], self.kind, self.width, self.array[start:stop],
-                      self.mapped, self.original[start:stop])
+        return Source(self.values[start:stop], self.width, self.array[start:stop], self.mapped,
+                      self.original[start:stop])
 
     def take(self, rows, dtype, rescaling=None):
         """Rows ``rows`` (indices or a slice) converted to ``dtype``, rescaled (the reference).
@@ -204,20 +202,14 @@ class Source(NamedTuple):
 
 
 def source(array, mapped=None, original=None):
-    """A :class:`Source` over a C-contiguous 1-D or 2-D array of a kind in :data:`KINDS`.
+    """A :class:`Source` over a C-contiguous 1-D or 2-D array of a dtype in :data:`KINDS`.
 
     ``original`` is the caller's array when ``array`` is a converted copy of it.
     """
-    kind = KINDS[array.dtype]
     width = array.shape[1] if array.ndim == 2 else 1
     mapped = is_mapped(array) if mapped is None else mapped
-    return Source(_writable_bytes(array), kind, width, array, mapped,
+    return Source(_writable(array), width, array, mapped,
                   array if original is None else original)
-
-
-def empty_source(dtype, width):
-    """A source of no rows (the unused labels or targets of a loss)."""
-    return source(np.zeros((0, width), dtype))
 
 
 class TrainingData(NamedTuple):
@@ -299,6 +291,35 @@ def block_permutation(rng, n, row_bytes, batch_size):
     window = block_of_row // BLOCKS_PER_BUFFER
     keys = window + rng.random(n)
     return sequence[np.argsort(keys, kind="stable")].astype(np.int64)
+
+
+def read_order(perm, batch_size, rank=0, size=1):
+    """For each position of ``perm`` in process ``rank``'s share of its batch, the slot to read.
+
+    The rows of a share, read in this order, come in file order (their
+    source indices ascending) while each still lands in its own slot, so the
+    batch is unchanged. The kernels use it for memory maps
+    (``kernels.step.train_steps``'s ``order``).
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+        ``order[lo + k]`` is the slot (0-based within the share starting at
+        ``lo``) of the share's ``k``-th smallest source row; positions outside
+        this process's shares are 0.
+    """
+    n = perm.shape[0]
+    steps = -(-n // batch_size)
+    starts = np.arange(steps) * batch_size
+    r = np.minimum(batch_size, n - starts)
+    lo = starts + r * rank // size
+    lengths = starts + r * (rank + 1) // size - lo
+    share = np.repeat(np.arange(steps), lengths)
+    positions = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(share.shape[0])
+    by_row = np.lexsort((perm[positions], share))
+    order = np.zeros(n, np.int64)
+    order[positions] = positions[by_row] - lo[share]
+    return order
 
 
 def block_rows(row_bytes, batch_size):

@@ -14,7 +14,6 @@ batch counts.
 import contextlib
 import time
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 
@@ -162,7 +161,7 @@ def _fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validati
     net._writer = strategy.writer            # fastnn.save writes on the writer only
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
-        perm = _data.epoch_order(net._shuffle_rng, data.n, shuffle, data.X.bytes.shape[1],
+        perm = _data.epoch_order(net._shuffle_rng, data.n, shuffle, data.X.row_bytes,
                                  batch_size)
         progress.start_epoch(epoch, steps)
         failed_step = run.epoch(perm, progress, start)
@@ -268,7 +267,7 @@ class EpochRunner:
     def __init__(self, net, data, batch_size, steps, optimizer, strategy, choice,
                  readahead=False):
         self.net, self.data, self.strategy, self.choice = net, data, strategy, choice
-        self.readahead = _data.block_rows(data.X.bytes.shape[1], batch_size) if readahead \
+        self.readahead = _data.block_rows(data.X.row_bytes, batch_size) if readahead \
             else 0
         self.read_until = 0               # rows of the epoch's order asked for ahead
         self.windows_done = 0             # windows of blocks handed back to the OS

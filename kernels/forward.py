@@ -11,36 +11,37 @@ from numba import njit
 from numba.extending import overload
 
 from ._config import JIT
-from .gather import F32, F64, convert_rows
+from .gather import convert_rows
 from .step import forward_tiles, layer_offsets
-from .team import atomic_add, matrix
+from .team import atomic_add, flat, matrix
 
 
-def typed_view(src, like):
-    """``src`` (uint8 rows) viewed as the dtype of the array ``like`` (numba only)."""
+def same_dtype(a, b):
+    """Whether arrays ``a`` and ``b`` share a dtype (numba only: a compile-time constant)."""
     raise NotImplementedError
 
 
-@overload(typed_view)
-def _typed_view(src, like):
-    dtype = np.dtype(str(like.dtype))
-    return lambda src, like: src.view(dtype)
+@overload(same_dtype)
+def _same_dtype(a, b):
+    same = a.dtype == b.dtype
+    return lambda a, b: same
 
 
-def dtype_kind(like):
-    """The source kind (``F32``/``F64``) of the dtype of the array ``like`` (numba only)."""
+def in_place_rows(X, theta, fallback):
+    """``X`` flat when it is in ``theta``'s dtype (read in place), else ``fallback`` (numba only)."""
     raise NotImplementedError
 
 
-@overload(dtype_kind)
-def _dtype_kind(like):
-    kind = F32 if str(like.dtype) == "float32" else F64
-    return lambda like: kind
+@overload(in_place_rows)
+def _in_place_rows(X, theta, fallback):
+    if X.dtype == theta.dtype:
+        return lambda X, theta, fallback: flat(X)
+    return lambda X, theta, fallback: fallback
 
 
 @njit(**JIT)
-def predict_raw(worker, n_workers, next_chunk, xsrc, xflat, xkind, scale, offset, rescale,
-                theta, sizes, codes, ftiles, hbuf, xbuf, rows, out, status):
+def predict_raw(worker, n_workers, next_chunk, X, scale, offset, rescale, theta, sizes, codes,
+                ftiles, hbuf, xbuf, rows, out, status):
     """Forward all of ``X`` in chunks of ``rows`` rows; the last layer into ``out``.
 
     Every chunk is computed with the same shapes (the last one padded with
@@ -56,11 +57,11 @@ def predict_raw(worker, n_workers, next_chunk, xsrc, xflat, xkind, scale, offset
         This thread and the size of its team (every thread makes the call).
     next_chunk : ndarray of shape (>= 1,), int64
         The shared chunk counter (0 to start).
-    xsrc, xflat, xkind, scale, offset, rescale
-        The features as a source (see ``kernels.step.train_steps``), as its
-        2-D bytes and the same bytes flat. Full chunks of rows already in the
-        network's dtype are read in place; others are converted (or padded)
-        into ``xbuf``.
+    X : ndarray of shape (n_samples, m_0)
+        The features in their own dtype (see ``kernels.step.train_steps``).
+        Full chunks of rows already in the network's dtype are read in
+        place; others are converted (or padded) into ``xbuf``, and to
+        ``x * scale + offset`` with ``rescale``.
     theta, sizes, codes, ftiles : the network and its forward tiles.
     hbuf : ndarray of shape (n_workers * rows * sum(sizes[1:]),)
     xbuf : ndarray of shape (n_workers * rows * m_0,)
@@ -78,14 +79,17 @@ def predict_raw(worker, n_workers, next_chunk, xsrc, xflat, xkind, scale, offset
     """
     L = sizes.shape[0] - 1
     m0 = sizes[0]
-    n = xsrc.shape[0]
+    n = X.shape[0]
     width = hbuf.shape[0] // n_workers
     hmine = hbuf[worker * width:(worker + 1) * width]
     xmine = xbuf[worker * rows * m0:(worker + 1) * rows * m0]
     woff, hoff = layer_offsets(sizes, rows)
-    direct = xkind == dtype_kind(theta) and not rescale
-    values = typed_view(xflat if direct else xflat[:0], theta)
+    direct = same_dtype(X, theta) and not rescale
+    rows_in_place = in_place_rows(X, theta, xmine)
+    identity = np.arange(n)
     no_dropout = np.zeros(0)
+    zero = np.int64(0)
+    solo = np.int64(1)
     team = np.zeros(1, np.int64)
     ok = True
     status[2 * worker] = -1
@@ -97,19 +101,20 @@ def predict_raw(worker, n_workers, next_chunk, xsrc, xflat, xkind, scale, offset
         start = chunk * rows
         r = min(rows, n - start)
         if direct and r == rows:
-            ok &= forward_tiles(0, 1, values, start * m0, theta, sizes, codes, no_dropout, 0, 0,
-                                0, hmine, woff, hoff, ftiles, rows, team)
+            ok &= forward_tiles(zero, solo, rows_in_place, start * m0, theta, sizes, codes,
+                                no_dropout,
+                                zero, zero, zero, hmine, woff, hoff, ftiles, rows, team)
         else:
-            bad = convert_rows(xsrc, xkind, start, r, matrix(xmine, 0, r, m0, m0), scale, offset,
-                               rescale)
+            bad = convert_rows(X, start, r, matrix(xmine, 0, r, m0, m0), scale, offset, rescale,
+                               identity)
             if bad >= 0:
                 status[2 * worker] = bad
                 ok = False
                 break
             for k in range(r * m0, rows * m0):
                 xmine[k] = 0
-            ok &= forward_tiles(0, 1, xmine, 0, theta, sizes, codes, no_dropout, 0, 0, 0, hmine,
-                                woff, hoff, ftiles, rows, team)
+            ok &= forward_tiles(zero, solo, xmine, zero, theta, sizes, codes, no_dropout, zero,
+                                zero, zero, hmine, woff, hoff, ftiles, rows, team)
         h = matrix(hmine, hoff[L - 1], r, sizes[L], sizes[L])
         for i in range(r):
             for j in range(h.shape[1]):

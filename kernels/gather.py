@@ -4,11 +4,10 @@ Training reads each step's rows straight from the caller's array, which may
 be a memory map and may hold 8- or 16-bit integers: the rows are converted
 to the network's dtype (and, for a ``Rescaling`` first layer, to
 ``x * scale + offset``) as they are copied, so no full float copy of the data
-set ever exists. Every source arrives as a C-contiguous 2-D uint8 array of
-its rows' bytes plus a kind code (``F32`` ... ``I64``); a gather views it as
-its real type. One compiled step therefore serves every input type, and a
-read-only map is read through a plain array (``fastnn.data`` builds it; the
-kernels never write a source).
+set ever exists. Every source arrives as a C-contiguous 2-D array of its
+own dtype (a read-only map is read through a plain array over the same
+pages, built by ``fastnn.data``; the kernels never write a source), so the
+step compiles the conversion of the input type a run has and no other.
 
 Float sources are checked while copying: the gather returns the flat index
 ``row * width + column`` of the first non-finite value it converted (NaN or
@@ -25,7 +24,7 @@ features over 8,000 rows: 5.5 ms an epoch with slices, 2.8 ms with the loop,
 row is read once an epoch, and in a training step (configs B and C of
 ``benchmarks/compare.py``) this was 3 % faster than prefetching into L1. A
 prefetch of a page that is not in memory is dropped (it never faults), so
-for memory maps it only helps rows already in the page cache; ``sort``
+for memory maps it only helps rows already in the page cache; an ``order``
 reads a batch's rows in file order instead (each still lands in its slot,
 so the batch, and every result, is the same).
 
@@ -34,14 +33,11 @@ rounded product then a rounded sum (no fused multiply-add), exactly what
 numpy computes.
 """
 
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ._config import JIT
-
-F32, F64, U8, I8, U16, I16, I32, I64 = range(8)
 
 # Exact arithmetic for the conversions (see the module docstring).
 EXACT = dict(JIT, fastmath=False)
@@ -90,39 +86,48 @@ def prefetch_row(X, row):
 
 
 @njit(**EXACT)
-def _batch_order(perm, start, r, sort):
-    """The slots of the batch in the order to read them: as given, or by source row."""
-    if sort:
-        return np.argsort(perm[start:start + r])
-    return np.arange(r)
+def gather_rows(X, perm, start, r, out, scale, offset, rescale, order):
+    """``out[i, :] = convert(X[perm[start + i], :])`` for ``i < r``, prefetching ahead.
 
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, m)
+        Any real dtype; converted to ``out``'s.
+    perm : ndarray of shape (n_samples,), int64
+    start, r : int
+        The batch is ``perm[start : start + r]``.
+    out : ndarray of shape (>= r, m), float32 or float64
+    scale, offset : float
+        With ``rescale``, ``out = x * scale + offset`` in ``out``'s dtype.
+    rescale : bool
+    order : ndarray of shape (r,) or (0,), int64
+        The slots in the order to read them (sorted by source row: file
+        order for a memory map), or empty for slot order.
 
-@njit(**EXACT)
-def _first_bad(out, i):
-    """Column of the first non-finite value of ``out[i]``."""
-    for j in range(out.shape[1]):
-        v = out[i, j]
-        if v - v != 0:
-            return j
-    return 0
+    Returns
+    -------
+    int
+        ``row * m + column`` of the value that is not finite in ``out``'s
+        dtype (float sources only) with the smallest source index among the
+        batch's rows, else -1 (the same however the batch is split or read).
 
-
-@njit(**EXACT)
-def _copy_rows(X, perm, start, r, out, scale, offset, rescale, check, sort):
-    """The typed gather behind :func:`gather_rows` (``X`` viewed as its own dtype)."""
+    Rows up to ``PREFETCH_ROWS`` past the batch (the next batch's first
+    rows) are prefetched too, so the next step starts on cached rows.
+    """
     n = perm.shape[0]
     m = X.shape[1]
     s = out.dtype.type(scale)
     o = out.dtype.type(offset)
+    check = _is_float(X)
     for i in range(min(PREFETCH_ROWS, n - start)):
         prefetch_row(X, perm[start + i])
-    order = _batch_order(perm, start, r, sort)
+    ordered = order.shape[0] > 0
     found = -1
     for k in range(r):
         ahead = start + k + PREFETCH_ROWS
         if ahead < n:
             prefetch_row(X, perm[ahead])
-        i = order[k]
+        i = order[k] if ordered else k
         src = perm[start + i]
         bad = False
         if rescale:
@@ -145,63 +150,32 @@ def _copy_rows(X, perm, start, r, out, scale, offset, rescale, check, sort):
     return found
 
 
+def _is_float(X):
+    """Whether the array ``X`` holds floats (numba only: a compile-time constant)."""
+    raise NotImplementedError
+
+
+@overload(_is_float)
+def _is_float_overload(X):
+    floating = isinstance(X.dtype, types.Float)
+    return lambda X: floating
+
+
 @njit(**EXACT)
-def gather_rows(src, kind, perm, start, r, out, scale, offset, rescale, sort):
-    """``out[i, :] = convert(X[perm[start + i], :])`` for ``i < r``, prefetching ahead.
+def gather_labels(y, perm, start, r, out, n_classes):
+    """``out[i] = y[perm[start + i]]`` for ``i < r``, checking ``0 <= y < n_classes``.
 
     Parameters
     ----------
-    src : ndarray of shape (n_samples, m * itemsize), uint8
-        The rows' bytes of ``X`` (C-contiguous).
-    kind : int
-        ``X``'s element type: ``F32``, ``F64``, ``U8``, ``I8``, ``U16``, ``I16``,
-        ``I32`` or ``I64``.
-    perm : ndarray of shape (n_samples,), int64
-    start, r : int
-        The batch is ``perm[start : start + r]``.
-    out : ndarray of shape (>= r, m), float32 or float64
-    scale, offset : float
-        With ``rescale``, ``out = x * scale + offset`` in ``out``'s dtype.
-    rescale, sort : bool
-        Apply the rescaling; read the rows in source order (see the module
-        docstring).
+    y : ndarray of shape (n_samples, 1)
+        Integer labels of any integer dtype.
+    out : ndarray of shape (>= r,), int64
 
     Returns
     -------
     int
-        ``row * m + column`` of the value that is not finite in ``out``'s
-        dtype (float sources only) with the smallest source index among the
-        batch's rows, else -1 (the same however the batch is split or read).
-
-    Rows up to ``PREFETCH_ROWS`` past the batch (the next batch's first
-    rows) are prefetched too, so the next step starts on cached rows.
+        The smallest row among the batch's labels out of range, else -1.
     """
-    if kind == F32:
-        return _copy_rows(src.view(np.float32), perm, start, r, out, scale, offset, rescale,
-                          True, sort)
-    if kind == F64:
-        return _copy_rows(src.view(np.float64), perm, start, r, out, scale, offset, rescale,
-                          True, sort)
-    if kind == U8:
-        return _copy_rows(src, perm, start, r, out, scale, offset, rescale, False, sort)
-    if kind == I8:
-        return _copy_rows(src.view(np.int8), perm, start, r, out, scale, offset, rescale,
-                          False, sort)
-    if kind == U16:
-        return _copy_rows(src.view(np.uint16), perm, start, r, out, scale, offset, rescale,
-                          False, sort)
-    if kind == I16:
-        return _copy_rows(src.view(np.int16), perm, start, r, out, scale, offset, rescale,
-                          False, sort)
-    if kind == I32:
-        return _copy_rows(src.view(np.int32), perm, start, r, out, scale, offset, rescale,
-                          False, sort)
-    return _copy_rows(src.view(np.int64), perm, start, r, out, scale, offset, rescale, False,
-                      sort)
-
-
-@njit(**EXACT)
-def _copy_labels(y, perm, start, r, out, n_classes):
     found = -1
     for i in range(r):
         label = y[perm[start + i], 0]
@@ -212,35 +186,10 @@ def _copy_labels(y, perm, start, r, out, n_classes):
 
 
 @njit(**EXACT)
-def gather_labels(src, kind, perm, start, r, out, n_classes):
-    """``out[i] = y[perm[start + i]]`` for ``i < r``, checking ``0 <= y < n_classes``.
+def convert_rows(X, start, r, out, scale, offset, rescale, identity):
+    """``out[:r] = convert(X[start : start + r])``: :func:`gather_rows` for a row range.
 
-    Parameters
-    ----------
-    src : ndarray of shape (n_samples, itemsize), uint8
-        The labels' bytes (an integer kind, as for :func:`gather_rows`).
-    out : ndarray of shape (>= r,), int64
-
-    Returns
-    -------
-    int
-        The smallest row among the batch's labels out of range, else -1.
+    ``identity`` is ``0 .. n_samples - 1`` (int64): the permutation that
+    reads rows in place.
     """
-    if kind == U8:
-        return _copy_labels(src, perm, start, r, out, n_classes)
-    if kind == I8:
-        return _copy_labels(src.view(np.int8), perm, start, r, out, n_classes)
-    if kind == U16:
-        return _copy_labels(src.view(np.uint16), perm, start, r, out, n_classes)
-    if kind == I16:
-        return _copy_labels(src.view(np.int16), perm, start, r, out, n_classes)
-    if kind == I32:
-        return _copy_labels(src.view(np.int32), perm, start, r, out, n_classes)
-    return _copy_labels(src.view(np.int64), perm, start, r, out, n_classes)
-
-
-@njit(**EXACT)
-def convert_rows(src, kind, start, r, out, scale, offset, rescale):
-    """``out[:r] = convert(X[start : start + r])``: :func:`gather_rows` for a row range."""
-    return gather_rows(src, kind, np.arange(start, start + r), 0, r, out, scale, offset,
-                       rescale, False)
+    return gather_rows(X, identity, start, r, out, scale, offset, rescale, identity[:0])

@@ -208,7 +208,7 @@ def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms
 
 @njit(**JIT)
 def train_steps(worker, n_workers, team, shared,
-                xsrc, xkind, ysrc, ykind, scale, offset, rescale, sort, sample_weight, perm,
+                X, Y, scale, offset, rescale, order, sample_weight, perm,
                 batch_size, step_begin, step_end,
                 theta, sizes, codes, rates, seed, loss_code, ftiles, btiles,
                 opt_code, hyper, t0, s1, s2,
@@ -231,12 +231,17 @@ def train_steps(worker, n_workers, team, shared,
         The team's barrier state (shared by the threads; zeros to start).
     shared : ndarray of shape (SLOT * n_workers,), int64
         The threads' findings (bad input, finiteness), shared.
-    xsrc, xkind : uint8 ndarray of shape (n_samples, row bytes), int
-        The features as a source (see ``kernels.gather``): converted to the
-        network's dtype, and to ``x * scale + offset`` with ``rescale``, as
-        each batch is read (in source order with ``sort``).
-    ysrc, ykind : uint8 ndarray of shape (n_samples, row bytes), int
-        Labels (``CE_LABELS``) or float targets (the other losses), as a source.
+    X : ndarray of shape (n_samples, m_0)
+        The features in their own dtype (see ``kernels.gather``): converted
+        to the network's dtype, and to ``x * scale + offset`` with
+        ``rescale``, as each batch is read.
+    Y : ndarray of shape (n_samples, 1) or (n_samples, m_L)
+        Integer labels (``CE_LABELS``) or float targets (the other losses).
+    order : ndarray of shape (n_samples,) or (0,), int64
+        For each position of ``perm`` in this process's share of its batch,
+        the slot to read in its place (``fastnn.data.read_order``: file
+        order, for memory maps; worker 0 then reads the whole share), or
+        empty: slot order, the rows split among the workers.
     sample_weight : ndarray of shape (n_samples,) or (0,), float64
         Weights: a batch's loss is ``sum w_i l_i / sum w_i``; empty for none.
     perm : ndarray of shape (n_samples,), int64
@@ -318,6 +323,7 @@ def train_steps(worker, n_workers, team, shared,
     else:
         mode = 2
     me = worker * SLOT
+    one, nothing, no = 1.0, 0.0, False            # typed values, not literals (one compile)
     for s in range(step_begin, step_end):
         start = s * batch_size
         r = min(batch_size, n_total - start)
@@ -337,19 +343,25 @@ def train_steps(worker, n_workers, team, shared,
                 return s - step_begin
         # 1. gather this worker's rows of the batch (a memory map: worker 0 reads them
         # all, in file order, so the pages fault in one stream)
-        a, b = _split(rl, n_workers, worker) if not sort else (0, rl if worker == 0 else 0)
+        ordered = order.shape[0] > 0
+        if ordered:
+            a, b = 0, rl if worker == 0 else 0
+            read = order[lo:lo + rl] if worker == 0 else order[:0]
+        else:
+            a, b = _split(rl, n_workers, worker)
+            read = order
         bad = -1
         kind = STOP_BAD_X
         if not gathered:
-            bad = gather_rows(xsrc, xkind, perm, lo + a, b - a,
-                              matrix(xb, a * m0, b - a, m0, m0), scale, offset, rescale, sort)
+            bad = gather_rows(X, perm, lo + a, b - a, matrix(xb, a * m0, b - a, m0, m0), scale,
+                              offset, rescale, read)
             if bad < 0:
                 kind = STOP_BAD_Y
                 if loss_code == CE_LABELS:
-                    bad = gather_labels(ysrc, ykind, perm, lo + a, b - a, yb[a:b], mL)
+                    bad = gather_labels(Y, perm, lo + a, b - a, yb[a:b], mL)
                 else:
-                    bad = gather_rows(ysrc, ykind, perm, lo + a, b - a,
-                                      matrix(tb, a * mL, b - a, mL, mL), 1.0, 0.0, False, sort)
+                    bad = gather_rows(Y, perm, lo + a, b - a, matrix(tb, a * mL, b - a, mL, mL),
+                                      one, nothing, no, read)
             if weighted:
                 for i in range(a, b):
                     wb[i] = sample_weight[perm[lo + i]]
@@ -373,8 +385,8 @@ def train_steps(worker, n_workers, team, shared,
         stop = bad >= 0
         # 2-3. forward, loss and output delta
         if not stop:
-            ok = forward_tiles(worker, n_workers, xb, 0, theta, sizes, codes, rates, seed, t,
-                               row0, hbuf, woff, hoff, ftiles, rl, team)
+            ok = forward_tiles(worker, n_workers, xb, np.int64(0), theta, sizes, codes, rates,
+                               seed, t, row0, hbuf, woff, hoff, ftiles, rl, team)
             shared[me + SLOT_OK] = 1 if ok else 0
             if worker == 0:
                 out = matrix(hbuf, hoff[L - 1], rl, mL, mL)

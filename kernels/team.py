@@ -166,3 +166,25 @@ def matrix(typingctx, buf, offset, rows, cols, ld):
         return impl_ret_borrowed(context, builder, out, view._getvalue())
 
     return sig, codegen
+
+
+@intrinsic
+def flat(typingctx, array):
+    """The 1-D view of all the elements of a C-contiguous 2-D ``array`` (no copy, no checks)."""
+    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
+        return None
+    out = types.Array(array.dtype, 1, "C")
+    sig = out(array)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(out)(context, builder)
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(array.dtype)))
+        shape = cgutils.unpack_tuple(builder, src.shape, 2)
+        context.populate_array(view, data=src.data, shape=[builder.mul(shape[0], shape[1])],
+                               strides=[itemsize], itemsize=itemsize, meminfo=src.meminfo,
+                               parent=src.parent)
+        return impl_ret_borrowed(context, builder, out, view._getvalue())
+
+    return sig, codegen

@@ -203,8 +203,8 @@ def test_gather_rows_equals_fancy_indexing(dtype, n, m, batch, kind, sort, rng):
     out = np.full((batch + 1, m), np.nan, dtype)
     for start in range(0, n, batch):
         r = min(batch, n - start)
-        assert kg.gather_rows(src.bytes, src.kind, perm, start, r, out, 1.0, 0.0, False,
-                              sort) == -1
+        order = data.read_order(perm, batch)[start:start + r] if sort else np.zeros(0, np.int64)
+        assert kg.gather_rows(src.values, perm, start, r, out, 1.0, 0.0, False, order) == -1
         np.testing.assert_array_equal(out[:r], X[perm[start:start + r]].astype(dtype))
     assert np.isnan(out[batch]).all()       # rows past r untouched
 
@@ -217,7 +217,7 @@ def test_gather_rescales_as_numpy_does(dtype, kind, rng):
     perm = rng.permutation(50)
     out = np.empty((50, 13), dtype)
     scale, offset = 1 / 255, -0.1234567
-    kg.gather_rows(src.bytes, src.kind, perm, 0, 50, out, scale, offset, True, False)
+    kg.gather_rows(src.values, perm, 0, 50, out, scale, offset, True, np.zeros(0, np.int64))
     dt = np.dtype(dtype).type
     np.testing.assert_array_equal(out, X[perm].astype(dtype) * dt(scale) + dt(offset))
 
@@ -229,7 +229,7 @@ def test_gather_finds_the_first_bad_value(dtype, bad, message, rng):
     src = data.source(X)
     perm = rng.permutation(20)
     out = np.empty((20, 6), dtype)
-    found = kg.gather_rows(src.bytes, src.kind, perm, 0, 20, out, 1.0, 0.0, False, False)
+    found = kg.gather_rows(src.values, perm, 0, 20, out, 1.0, 0.0, False, np.zeros(0, np.int64))
     if message == "big" and dtype == np.float64:
         assert found == -1                  # 1e300 fits in float64
     else:
@@ -243,13 +243,13 @@ def test_gather_labels(dtype, kind, rng):
     y, perm = rng.integers(0, 9, 11).astype(kind), rng.permutation(11)
     src = data.source(y)
     out = np.full(5, -1, np.int64)
-    assert kg.gather_labels(src.bytes, src.kind, perm, 8, 3, out, 9) == -1
+    assert kg.gather_labels(src.values, perm, 8, 3, out, 9) == -1
     np.testing.assert_array_equal(out, [*y[perm[8:]], -1, -1])
-    assert kg.gather_labels(src.bytes, src.kind, perm, 0, 11, np.empty(11, np.int64), 8) == \
+    assert kg.gather_labels(src.values, perm, 0, 11, np.empty(11, np.int64), 8) == \
         (np.flatnonzero(y >= 8).min() if (y >= 8).any() else -1)      # the smallest such row
     if np.iinfo(kind).min < 0:
         y[perm[2]] = -1
-        assert kg.gather_labels(src.bytes, src.kind, perm, 0, 11, np.empty(11, np.int64),
+        assert kg.gather_labels(src.values, perm, 0, 11, np.empty(11, np.int64),
                                 9) == perm[2]
 
 
@@ -489,8 +489,8 @@ def predict_raw(src, scale, offset, rescale, theta, sizes, codes, cap, out, stat
     """``kernels.forward.predict_raw`` on one thread, in chunks of ``cap`` rows."""
     n0 = int(sizes[0])
     full = np.zeros(2, np.int64)
-    ok = kf.predict_raw(0, 1, np.zeros(1, np.int64), src.bytes, src.bytes.reshape(-1),
-                        src.kind, scale, offset, rescale, theta, sizes, codes,
+    ok = kf.predict_raw(0, 1, np.zeros(1, np.int64), src.values, scale, offset, rescale, theta,
+                        sizes, codes,
                         np.ones(len(sizes) - 1, np.int64),
                         np.empty(cap * int(sizes[1:].sum()), theta.dtype),
                         np.empty(cap * n0, theta.dtype), cap, out, full)
