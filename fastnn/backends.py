@@ -76,10 +76,9 @@ class NumbaBackend:
             else _writable(targets, spec.dtype)
         X = _writable(X, spec.dtype)
         losses, correct, status = np.zeros(1), np.zeros(1, np.int64), np.zeros(3, np.int64)
-        y_in = yb.reshape(n, 1) if loss_code == _kl.CE_LABELS else tb
         done = _ks.train_steps(
             0, 1, np.zeros(_kteam.TEAM_STATE_SIZE, np.int64), np.zeros(_ks.SLOT, np.int64),
-            X, y_in, 1.0, 0.0, False, _NO_ORDER, w,
+            X, _no_labels(), _no_targets(spec), 1.0, 0.0, False, _NO_ORDER, w,
             np.arange(n), n, 0, 1, theta, spec.sizes, spec.codes, spec.rates, spec.seed,
             loss_code, *tile_plan(spec.sizes), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
             grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), yb, tb.reshape(-1),
@@ -118,7 +117,7 @@ class NumbaBackend:
         def call(worker):
             return _ks.train_steps(
                 worker, n_workers, team_state, shared,
-                data.X.values, data.y.values, scale, offset, rescale, order,
+                data.X.values, *_labels_and_targets(spec, data), scale, offset, rescale, order,
                 data.weights, perm, batch_size, step_begin, step_end, theta,
                 spec.sizes, spec.codes, spec.rates, spec.seed, data.code, ftiles, btiles,
                 optimizer.code, hyper, state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
@@ -133,6 +132,21 @@ class NumbaBackend:
 
 
 _NO_ORDER = np.zeros(0, np.int64)
+
+
+def _no_labels():
+    return np.zeros((0, 1), np.int64)
+
+
+def _no_targets(spec):
+    return np.zeros((0, int(spec.sizes[-1])), spec.dtype)
+
+
+def _labels_and_targets(spec, data):
+    """The step's ``labels`` and ``targets`` arguments: the loss's, and an empty other one."""
+    if data.code == _kl.CE_LABELS:
+        return data.y.values, _no_targets(spec)
+    return _no_labels(), data.y.values
 
 #: Rows of a predict chunk: every chunk has this shape (the last one padded),
 #: so predictions do not depend on the batch (see kernels.forward.predict_raw).

@@ -208,7 +208,7 @@ def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms
 
 @njit(**JIT)
 def train_steps(worker, n_workers, team, shared,
-                X, Y, scale, offset, rescale, order, sample_weight, perm,
+                X, labels, targets, scale, offset, rescale, order, sample_weight, perm,
                 batch_size, step_begin, step_end,
                 theta, sizes, codes, rates, seed, loss_code, ftiles, btiles,
                 opt_code, hyper, t0, s1, s2,
@@ -235,8 +235,11 @@ def train_steps(worker, n_workers, team, shared,
         The features in their own dtype (see ``kernels.gather``): converted
         to the network's dtype, and to ``x * scale + offset`` with
         ``rescale``, as each batch is read.
-    Y : ndarray of shape (n_samples, 1) or (n_samples, m_L)
-        Integer labels (``CE_LABELS``) or float targets (the other losses).
+    labels : ndarray of shape (n_samples, 1), integer
+        Class labels (``CE_LABELS``), else empty.
+    targets : ndarray of shape (n_samples, m_L), float
+        Targets (the other losses), else empty. (Two arguments, so every
+        loss shares one compiled step.)
     order : ndarray of shape (n_samples,) or (0,), int64
         For each position of ``perm`` in this process's share of its batch,
         the slot to read in its place (``fastnn.data.read_order``: file
@@ -358,10 +361,10 @@ def train_steps(worker, n_workers, team, shared,
             if bad < 0:
                 kind = STOP_BAD_Y
                 if loss_code == CE_LABELS:
-                    bad = gather_labels(Y, perm, lo + a, b - a, yb[a:b], mL)
+                    bad = gather_labels(labels, perm, lo + a, b - a, yb[a:b], mL)
                 else:
-                    bad = gather_rows(Y, perm, lo + a, b - a, matrix(tb, a * mL, b - a, mL, mL),
-                                      one, nothing, no, read)
+                    bad = gather_rows(targets, perm, lo + a, b - a,
+                                      matrix(tb, a * mL, b - a, mL, mL), one, nothing, no, read)
             if weighted:
                 for i in range(a, b):
                     wb[i] = sample_weight[perm[lo + i]]
@@ -390,9 +393,10 @@ def train_steps(worker, n_workers, team, shared,
             shared[me + SLOT_OK] = 1 if ok else 0
             if worker == 0:
                 out = matrix(hbuf, hoff[L - 1], rl, mL, mL)
-                targets = matrix(tb, 0, rl, mL, mL)
-                step_correct[s - step_begin] = count_correct(loss_code, out, yb[:rl], targets)
-                loss = output_delta(loss_code, out, yb[:rl], targets,
+                batch_targets = matrix(tb, 0, rl, mL, mL)
+                step_correct[s - step_begin] = count_correct(loss_code, out, yb[:rl],
+                                                             batch_targets)
+                loss = output_delta(loss_code, out, yb[:rl], batch_targets,
                                     wb[:rl] if weighted else wb[:0], norm, codes[L - 1],
                                     matrix(dbuf, hoff[L - 1], rl, mL, mL))
                 step_losses[s - step_begin] = loss
