@@ -121,8 +121,9 @@ class ThreadChoice:
     """How many threads the next block of steps uses: fixed, or the fastest measured now.
 
     With ``pinned`` (``Network(threads=N)``) always N. Otherwise the
-    candidates are 1 .. ``max_threads``: every block of steps is timed, an
-    exponential average of seconds per step kept per team size, the fastest
+    candidates are 1 .. ``max_threads``: every block of steps is timed, the
+    median of each team size's last ``HISTORY`` blocks (its first block, with
+    the start-up costs, left out) kept as its seconds per step, the fastest
     used, and each other size tried again for one short block after
     ``RECHECK`` seconds of training, a wait that doubles (up to
     ``MAX_RECHECK``) each time a probe confirms the choice and starts over
@@ -137,15 +138,17 @@ class ThreadChoice:
     """
 
     BLOCK = 0.03          # seconds of steps per block
-    PROBE = 0.01          # seconds of a probing block
+    PROBE = 0.03          # seconds of a probing block (as long as a block: short ones misjudged)
     RECHECK = 1.0         # seconds of training between probes, at first
     MAX_RECHECK = 16.0
-    SMOOTHING = 0.5
+    HISTORY = 3           # blocks per size whose median is its estimate
 
     def __init__(self, pinned=None, max_threads=None):
         self.pinned = pinned
         self.max_threads = max(1, max_threads or available_cores())
-        self.per_step = {}            # team size -> seconds per step (average)
+        self.per_step = {}            # team size -> seconds per step (median of recent blocks)
+        self.recent = {}              # team size -> seconds per step of its last blocks
+        self.warmed = set()           # sizes whose first block (start-up costs) has run
         self.since_probe = 0.0
         self.recheck = self.RECHECK
         self.probing = None
@@ -192,11 +195,18 @@ class ThreadChoice:
         return max(1, int(seconds / max(per_step, 1e-9)))
 
     def record(self, n, seconds, steps):
-        """A block of ``steps`` steps took ``seconds`` with ``n`` threads."""
+        """A block of ``steps`` steps took ``seconds`` with ``n`` threads.
+
+        A size's first block is not counted: it carries one-time costs
+        (starting the helper threads, first touches of the buffers).
+        """
+        self.since_probe += seconds
         if steps <= 0:
             return
-        per_step = seconds / steps
-        old = self.per_step.get(n)
-        self.per_step[n] = per_step if old is None else (
-            self.SMOOTHING * old + (1 - self.SMOOTHING) * per_step)
-        self.since_probe += seconds
+        if n not in self.warmed and len(self.candidates) > 1:
+            self.warmed.add(n)
+            return
+        recent = self.recent.setdefault(n, [])
+        recent.append(seconds / steps)
+        del recent[:-self.HISTORY]
+        self.per_step[n] = sorted(recent)[len(recent) // 2]

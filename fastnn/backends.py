@@ -46,7 +46,7 @@ class NumbaBackend:
         status = np.zeros(2 * n_workers, np.int64)
         next_chunk = np.zeros(1, np.int64)
         scale, offset, rescale = _rescale_args(spec)
-        ftiles = tile_plan(spec.sizes)[0]
+        ftiles = tile_plan(spec.sizes, rows)[0]
 
         def call(worker):
             return _kt.predict_raw(worker, n_workers, next_chunk, src.values, scale, offset,
@@ -80,7 +80,7 @@ class NumbaBackend:
             0, 1, np.zeros(_kteam.TEAM_STATE_SIZE, np.int64), np.zeros(_ks.SLOT, np.int64),
             X, _no_labels(), _no_targets(spec), 1.0, 0.0, False, _NO_ORDER, w,
             np.arange(n), n, 0, 1, theta, spec.sizes, spec.codes, spec.rates, spec.seed,
-            loss_code, *tile_plan(spec.sizes), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
+            loss_code, *tile_plan(spec.sizes, n), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
             grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), yb, tb.reshape(-1),
             w if w.shape[0] else np.empty(n), True, np.zeros(1),
             losses, correct, 0, 1, np.zeros(4, np.int64), status)
@@ -101,7 +101,8 @@ class NumbaBackend:
                        np.empty(batch_size, np.float64), np.zeros(3, np.int64),
                        np.zeros(_kteam.TEAM_STATE_SIZE, np.int64),
                        np.zeros(_ks.SLOT * n_workers, np.int64),
-                       np.zeros(-(-theta.size // _ks.UPDATE_CHUNK)), *tile_plan(spec.sizes))
+                       np.zeros(-(-theta.size // _ks.UPDATE_CHUNK)),
+                       *tile_plan(spec.sizes, batch_size))
             self._train_buffers = {key: buffers}
         (hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status, team_state, shared, norms, ftiles,
          btiles) = buffers
@@ -152,23 +153,38 @@ def _labels_and_targets(spec, data):
 #: so predictions do not depend on the batch (see kernels.forward.predict_raw).
 PREDICT_ROWS = 16
 
-#: Tiles of a layer's output columns (forward) and of its input units
-#: (backward): about this many columns or units each, at most MAX_TILES.
-FORWARD_TILE = 64
-BACKWARD_TILE = 128
-MAX_TILES = 16
+#: OpenBLAS computes a product of at most this many multiply-adds (M * N * K)
+#: with its small-matrix kernel (no packing; SkylakeX and later), much faster
+#: for a small batch. The tile plan cuts a layer's products into tiles that fit
+#: it when a few tiles do, and in two otherwise (one for each core here).
+SMALL_PRODUCT = 1_000_000
+MAX_SMALL_TILES = 4
+LARGE_TILES = 2
 
 
-def tile_plan(sizes):
+def _tiles(rows, width, other):
+    """Tiles of ``width`` for products of ``rows x other x width`` multiply-adds."""
+    work = rows * width * other
+    if work <= SMALL_PRODUCT:
+        return 1
+    small = -(-work // SMALL_PRODUCT)
+    tiles = small if small <= MAX_SMALL_TILES else LARGE_TILES
+    return max(1, min(tiles, width))
+
+
+def tile_plan(sizes, rows):
     """``(ftiles, btiles)``: how the step cuts each layer's products (int64 arrays).
 
-    A function of the widths only, never of the number of threads, so every
-    team size computes the same tiles, and the same bits.
+    Forward: tiles of each layer's output columns; backward: of its input
+    units. A function of the widths and the batch's rows only, never of the
+    number of threads, so every team size computes the same tiles, and the
+    same bits.
     """
-    sizes = np.asarray(sizes, np.int64)
-    ftiles = np.clip(sizes[1:] // FORWARD_TILE, 1, MAX_TILES)
-    btiles = np.clip(sizes[:-1] // BACKWARD_TILE, 1, MAX_TILES)
-    return ftiles.astype(np.int64), btiles.astype(np.int64)
+    sizes = [int(v) for v in sizes]
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    ftiles = [_tiles(rows, n_out, n_in) for n_in, n_out in pairs]
+    btiles = [_tiles(rows, n_in, n_out) for n_in, n_out in pairs]
+    return np.array(ftiles, np.int64), np.array(btiles, np.int64)
 
 
 def _writable(array, dtype):
