@@ -44,3 +44,21 @@ def test_invariance_with_threads_and_rescaling():
     np.testing.assert_array_equal(one, two)
     for start, stop in ((0, 1), (3, 20), (999, 1000), (17, 600)):
         np.testing.assert_array_equal(nets[1].predict_proba(X[start:stop]), one[start:stop])
+
+
+def test_wide_network_uses_large_chunks_and_stays_invariant():
+    from fastnn.backends import WIDE_PREDICT_ROWS, predict_rows
+    sizes = [300, 1200, 40, 3]
+    assert predict_rows(sizes) == WIDE_PREDICT_ROWS > 16
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((2 * WIDE_PREDICT_ROWS + 37, sizes[0]))
+    for dtype in ("float32", "float64"):
+        nets = [fastnn.Network([fastnn.Dense(300, 1200, "relu"), fastnn.Dense(1200, 40, "tanh"),
+                                fastnn.Dense(40, 3)], dtype=dtype, seed=2, threads=t)
+                for t in (1, 2)]
+        full = nets[0].predict_proba(X)
+        np.testing.assert_array_equal(nets[1].predict_proba(X), full)
+        for start, stop in ((0, 1), (5, 6), (100, 300), (len(X) - 1, len(X))):
+            np.testing.assert_array_equal(nets[1].predict_proba(X[start:stop]), full[start:stop])
+        order = rng.permutation(len(X))
+        np.testing.assert_array_equal(nets[0].predict_proba(X[order]), full[order])

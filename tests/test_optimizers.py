@@ -394,3 +394,31 @@ def test_ints_and_numpy_scalars_are_fine_for_floats():
 def test_a_huge_integer_is_refused_not_overflowed():
     with pytest.raises(ValueError, match="lr must be a finite"):
         Adam(lr=10 ** 400)
+
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code,momentum", [(0, 0.9), (1, 0.0), (3, 0.5)])
+def test_optimizer_state_never_goes_subnormal(dtype, code, momentum):
+    """A dead unit's state (gradient 0 from now on) ends at exactly 0, not in the subnormals."""
+    from fastnn.kernels import optimizers as ko
+    tiny = np.finfo(dtype).tiny
+    hyper = np.zeros(ko.N_HYPER)
+    hyper[[ko.LR, ko.MOMENTUM, ko.BETA1, ko.BETA2, ko.EPS, ko.ALPHA]] = \
+        [1e-3, momentum, 0.9, 0.99, 1e-8, 0.9]
+    w = np.ones(4, dtype)
+    g = np.array([1e-3, -1e-3, 0.5, np.nan], dtype)          # the last one diverged
+    s1, s2 = np.zeros(4, dtype), np.zeros(4, dtype)
+    optimizer_update(code, w, g, s1, s2, 1, hyper)
+    g[:3] = 0
+    seen_subnormal = False
+    for t in range(2, 200_000):
+        optimizer_update(code, w, g, s1, s2, t, hyper)
+        for state in (s1, s2):
+            small = np.abs(state[:3])
+            seen_subnormal |= bool(((small > 0) & (small < tiny)).any())
+        if not (s1[:3].any() or s2[:3].any()):
+            break
+    assert not seen_subnormal
+    assert not s1[:3].any() and not s2[:3].any(), "the state should have decayed to 0"
+    assert np.isnan(w[3])
