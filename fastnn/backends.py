@@ -39,10 +39,12 @@ class NumbaBackend:
         through in chunks of :func:`predict_rows` rows (see
         ``kernels.forward.predict_raw``).
         """
-        n, rows = src.n, predict_rows([int(v) for v in spec.sizes])
+        sizes = [int(v) for v in spec.sizes]
+        # Sparse rows' first product costs their stored values, not the width.
+        n, rows = src.n, predict_rows(sizes[1:] if src.sparse else sizes)
         n_workers = max(1, min(n_workers, -(-n // rows)))
         hbuf = np.empty(n_workers * rows * int(spec.sizes[1:].sum()), spec.dtype)
-        xbuf = np.empty(n_workers * rows * spec.sizes[0], spec.dtype)
+        xbuf = np.empty(0 if src.sparse else n_workers * rows * spec.sizes[0], spec.dtype)
         out = np.empty((n, spec.sizes[-1]), spec.dtype)
         status = np.zeros(2 * n_workers, np.int64)
         next_chunk = np.zeros(1, np.int64)
@@ -50,9 +52,10 @@ class NumbaBackend:
         ftiles = tile_plan(spec.sizes, rows)[0]
 
         def call(worker):
-            return _kt.predict_raw(worker, n_workers, next_chunk, src.values, scale, offset,
-                                   rescale, theta, spec.sizes, spec.codes, ftiles, hbuf, xbuf,
-                                   rows, out, status)
+            return _kt.predict_raw(worker, n_workers, next_chunk, src.values,
+                                   *src.csr_arrays(spec.dtype), scale, offset, rescale, theta,
+                                   spec.sizes, spec.codes, ftiles, hbuf, xbuf, rows, out,
+                                   status)
 
         team().run(n_workers, call)
         bad = [int(b) for b in status[0::2] if b >= 0]
@@ -67,7 +70,11 @@ class NumbaBackend:
 
     def loss_and_gradients(self, spec, theta, X, labels, targets, loss_code, step=0,
                            weights=None):
-        """One step of the training kernel over all of ``X``, with no update."""
+        """One step of the training kernel over all of ``X``, with no update.
+
+        ``X`` is a dense array or a canonical ``scipy.sparse.csr_matrix`` in
+        the network's dtype (``fastnn.data.sparse_source``).
+        """
         n = X.shape[0]
         hbuf, dbuf = self._work(spec, n)
         grad = np.zeros(theta.size + 1, spec.dtype)
@@ -75,22 +82,32 @@ class NumbaBackend:
         yb = _writable(labels, np.int64) if loss_code == _kl.CE_LABELS else np.zeros(n, np.int64)
         tb = np.zeros((n, spec.sizes[-1]), spec.dtype) if loss_code == _kl.CE_LABELS \
             else _writable(targets, spec.dtype)
-        X = _writable(X, spec.dtype)
+        if hasattr(X, "tocsr"):
+            bp, bi, bd = _data.sparse_source(X).csr
+            X = np.zeros((0, spec.sizes[0]), spec.dtype)
+        else:
+            X = _writable(X, spec.dtype)
+            bp, bi, bd = _data.NO_INDEX, _data.NO_INDEX, np.zeros(0, spec.dtype)
         losses, correct, status = np.zeros(1), np.zeros(1, np.int64), np.zeros(3, np.int64)
         done = _ks.train_steps(
             0, 1, np.zeros(_kteam.TEAM_STATE_SIZE, np.int64), np.zeros(_ks.SLOT, np.int64),
-            X, _no_labels(), _no_targets(spec), 1.0, 0.0, False, _NO_ORDER, w,
+            X, _data.NO_INDEX, _data.NO_INDEX, bd[:0], _no_labels(), _no_targets(spec), 1.0, 0.0,
+            False, _NO_ORDER, w,
             np.arange(n), n, 0, 1, theta, spec.sizes, spec.codes, spec.rates, spec.seed,
             loss_code, *tile_plan(spec.sizes, n), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
-            grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), yb, tb.reshape(-1),
+            grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), bp, bi, bd, yb, tb.reshape(-1),
             w if w.shape[0] else np.empty(n), True, np.zeros(1),
             losses, correct, 0, 1, np.zeros(4, np.int64), status)
         return (losses[0] if done else np.nan), grad[:theta.size]
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
                     step_losses, step_correct, strategy, n_workers=1):
-        key = (batch_size, spec.dtype, tuple(spec.sizes), strategy.size > 1, n_workers)
+        nnz = data.X.max_batch_nnz(batch_size) if data.X.sparse else -1
+        key = (batch_size, spec.dtype, tuple(spec.sizes), strategy.size > 1, n_workers,
+               data.X.sparse)
         buffers = self._train_buffers.get(key)
+        if buffers is not None and buffers[-1][1].shape[0] < nnz:
+            buffers = None                   # a denser batch than these buffers hold
         if buffers is None:
             hbuf, dbuf = self._work(spec, batch_size)
             grad = np.empty(theta.size + 1, spec.dtype)
@@ -103,10 +120,10 @@ class NumbaBackend:
                        np.zeros(_kteam.TEAM_STATE_SIZE, np.int64),
                        np.zeros(_ks.SLOT * n_workers, np.int64),
                        np.zeros(-(-theta.size // _ks.UPDATE_CHUNK)),
-                       *tile_plan(spec.sizes, batch_size))
+                       *tile_plan(spec.sizes, batch_size), _batch_csr(batch_size, nnz, spec.dtype))
             self._train_buffers = {key: buffers}
         (hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status, team_state, shared, norms, ftiles,
-         btiles) = buffers
+         btiles, (bp, bi, bd)) = buffers
         state = optimizer.state
         rank, size, *mpi = strategy.kernel_args(spec.dtype)
         mpi = np.array(mpi, np.int64)
@@ -119,11 +136,12 @@ class NumbaBackend:
         def call(worker):
             return _ks.train_steps(
                 worker, n_workers, team_state, shared,
-                data.X.values, *_labels_and_targets(spec, data), scale, offset, rescale, order,
+                data.X.values, *data.X.csr_arrays(spec.dtype), *_labels_and_targets(spec, data),
+                scale, offset, rescale, order,
                 data.weights, perm, batch_size, step_begin, step_end, theta,
                 spec.sizes, spec.codes, spec.rates, spec.seed, data.code, ftiles, btiles,
                 optimizer.code, hyper, state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
-                dbuf, xb, yb, tb, wb, False, norms, step_losses, step_correct, rank, size, mpi,
+                dbuf, xb, bp, bi, bd, yb, tb, wb, False, norms, step_losses, step_correct, rank, size, mpi,
                 status)
 
         completed = team().run(n_workers, call)
@@ -134,6 +152,14 @@ class NumbaBackend:
 
 
 _NO_ORDER = np.zeros(0, np.int64)
+
+
+def _batch_csr(batch_size, nnz, dtype):
+    """The batch CSR buffers ``(bp, bi, bd)`` for up to ``nnz`` entries (empty for dense input)."""
+    if nnz < 0:
+        return _data.NO_INDEX, _data.NO_INDEX, np.zeros(0, dtype)
+    return (np.zeros(batch_size + 1, np.int64), np.zeros(max(nnz, 1), np.int64),
+            np.zeros(max(nnz, 1), dtype))
 
 
 def _no_labels():
@@ -166,6 +192,7 @@ def predict_rows(sizes):
     small = all(PREDICT_ROWS * a * b <= SMALL_PRODUCT * MAX_SMALL_TILES
                 for a, b in zip(sizes[:-1], sizes[1:]))
     return PREDICT_ROWS if small else WIDE_PREDICT_ROWS
+
 
 #: OpenBLAS computes a product of at most this many multiply-adds (M * N * K)
 #: with its small-matrix kernel (no packing; SkylakeX and later), much faster
@@ -258,6 +285,8 @@ class NumpyBackend:
         return Hs[-1], ok, bad
 
     def _loss_and_grad(self, spec, theta, X, y, step, weights=None):
+        if hasattr(X, "toarray"):
+            X = X.toarray()                  # the reference densifies sparse input
         Ws, bs = reference.layer_views(theta, spec.sizes)
         loss, grads = reference.loss_and_gradients(X, y, Ws, bs, spec.kernel_activations,
                                                    spec.loss.name, spec.rates, spec.seed, step,
@@ -334,7 +363,7 @@ def _first_nonfinite(values):
 
 def _check_rows(spec, data, rows, x, y, labels):
     """The reference's checks of a batch read from a source (the kernels' twins)."""
-    if data.X.dtype.kind == "f":
+    if data.X.dtype.kind == "f" and not data.X.sparse:   # sparse: checked up front
         bad = _first_nonfinite(np.asarray(data.X.array[rows], np.float64).astype(spec.dtype)
                                .reshape(len(rows), -1))
         if bad >= 0:

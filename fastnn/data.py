@@ -1,7 +1,8 @@
 """Inputs as the kernels read them: sources, training data, shuffling and input errors.
 
 A :class:`Source` is a checked 2-D array as the kernels read it, in its
-own dtype: they convert rows to the network's dtype while they copy a batch
+own dtype (or a sparse CSR matrix in the network's dtype, see
+:func:`sparse_source`): they convert rows to the network's dtype while they copy a batch
 (``fastnn.kernels.gather``). Arrays of float32, float64, uint8,
 int8, uint16 and int16 (and, for labels, int32 and int64) that are
 C-contiguous are read in place, memory maps included, so a data set never
@@ -161,6 +162,10 @@ class Source(NamedTuple):
     original : ndarray
         The caller's array, when ``array`` is a converted copy of it (for
         error messages), else ``array``.
+    csr : tuple
+        Sparse input: ``(indptr, indices, data)`` of ``array`` (a
+        ``scipy.sparse.csr_matrix``), int64, int64 and the network's dtype;
+        ``values`` is then empty (shape (0, width)). Empty for dense input.
     """
 
     values: np.ndarray
@@ -168,10 +173,21 @@ class Source(NamedTuple):
     array: np.ndarray
     mapped: bool
     original: np.ndarray
+    csr: tuple = ()
 
     @property
     def n(self):
-        return self.values.shape[0]
+        return self.array.shape[0]
+
+    @property
+    def sparse(self):
+        return bool(self.csr)
+
+    def csr_arrays(self, dtype):
+        """``(indptr, indices, data)`` for the kernels: the CSR, or empty arrays of its types."""
+        if self.csr:
+            return self.csr
+        return NO_INDEX, NO_INDEX, np.zeros(0, dtype)
 
     @property
     def dtype(self):
@@ -181,8 +197,17 @@ class Source(NamedTuple):
     def row_bytes(self):
         return self.values.shape[1] * self.values.itemsize
 
+    def max_batch_nnz(self, batch_size):
+        """At most how many stored entries a batch of ``batch_size`` rows has (sparse input)."""
+        lengths = np.diff(self.csr[0])
+        if batch_size < lengths.shape[0]:
+            lengths = np.partition(lengths, lengths.shape[0] - batch_size)[-batch_size:]
+        return int(lengths.sum())
+
     def rows(self, start, stop):
-        """Rows ``start:stop`` (views)."""
+        """Rows ``start:stop`` (views; a copy of the rows for sparse input)."""
+        if self.csr:
+            return sparse_source(self.array[start:stop])
         return Source(self.values[start:stop], self.width, self.array[start:stop], self.mapped,
                       self.original[start:stop])
 
@@ -192,7 +217,8 @@ class Source(NamedTuple):
         ``x * scale + offset`` in ``dtype`` without a fused multiply-add:
         what the kernels compute.
         """
-        values = np.asarray(self.array[rows])
+        values = self.array[rows]
+        values = values.toarray() if self.csr else np.asarray(values)
         with np.errstate(over="ignore", invalid="ignore"):
             values = values.astype(dtype, copy=False)
             if rescaling is not None:
@@ -210,6 +236,37 @@ def source(array, mapped=None, original=None):
     mapped = is_mapped(array) if mapped is None else mapped
     return Source(_writable(array), width, array, mapped,
                   array if original is None else original)
+
+
+NO_INDEX = np.zeros(0, np.int64)
+
+
+def sparse_source(csr):
+    """A :class:`Source` over a ``scipy.sparse.csr_matrix`` in canonical form.
+
+    Its indices must be sorted within each row with no duplicates and its
+    data in the network's dtype (``fastnn.network`` converts any sparse
+    input so, once). The kernels get int64 copies of ``indptr`` and
+    ``indices`` when scipy holds them as int32 (O(nnz) memory; the matrix is
+    never densified).
+    """
+    indptr = np.ascontiguousarray(csr.indptr, np.int64)
+    indices = np.ascontiguousarray(csr.indices, np.int64)
+    data = csr.data if csr.data.flags.writeable else csr.data.copy()
+    data = np.ascontiguousarray(data)
+    width = csr.shape[1]
+    return Source(np.zeros((0, width), data.dtype), width, csr, False, csr,
+                  (indptr, indices, data))
+
+
+def sparse_nonfinite(src):
+    """The ``(row, column)`` of the first non-finite stored value of a sparse source, or None."""
+    indptr, indices, data = src.csr
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return None
+    k = int(np.argmax(bad))
+    return int(np.searchsorted(indptr, k, side="right")) - 1, int(indices[k])
 
 
 class TrainingData(NamedTuple):

@@ -243,6 +243,11 @@ class Network:
     def _value_range(self, src):
         """``(min, max)`` of the values the first Dense layer sees from the source ``src``."""
         values = src.array
+        if src.sparse:
+            data = src.csr[2]
+            values = np.concatenate([data[:1] if data.size else np.zeros(1, data.dtype),
+                                     np.zeros(1 if data.size < src.n * src.width else 0,
+                                              data.dtype), data])
         if src.mapped and values.shape[0] > _RANGE_ROWS:
             values = values[np.linspace(0, values.shape[0] - 1, _RANGE_ROWS).astype(np.int64)]
         lo, hi = float(np.min(values)), float(np.max(values))
@@ -266,10 +271,12 @@ class Network:
         float32/float64 in the network's dtype and 8/16-bit integers that are
         C-contiguous are not copied (memory maps included); other arrays are
         converted once. Arrays in memory are checked for NaN/inf here; a
-        memory map is checked by the kernels as they read it.
+        memory map is checked by the kernels as they read it. A
+        ``scipy.sparse`` matrix or array (any format) is converted once to
+        CSR in the network's dtype (:meth:`_check_sparse_X`).
         """
         if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-            raise TypeError(f"{name}: sparse matrices are not supported; pass a dense array")
+            return self._check_sparse_X(X, name)
         arr = X if isinstance(X, np.ndarray) else np.asarray(X)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name} must be numeric (bool, int or float), got dtype {arr.dtype}")
@@ -304,6 +311,47 @@ class Network:
         if check_finite:
             _check_finite(out, arr, name)
         return _data.source(out, False, arr)
+
+    def _check_sparse_X(self, X, name="X"):
+        """A sparse ``X`` as a :class:`fastnn.data.Source` over its canonical CSR copy.
+
+        Any scipy.sparse format (CSC, COO, ...) becomes CSR with the data in
+        the network's dtype, indices sorted and duplicates summed: O(nnz)
+        memory, never densified. Explicit zeros stay (they add 0). Always
+        checked for NaN/inf (the kernels read the data in place).
+        """
+        import scipy.sparse as sp
+
+        if not sp.issparse(X):
+            raise TypeError(f"{name} is a {type(X).__name__}; fastnn takes numpy arrays and "
+                            f"scipy.sparse matrices or arrays")
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be numeric (bool, int or float), got dtype {X.dtype}")
+        if len(X.shape) != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, {self.n_features}), "
+                             f"got shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 samples)")
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
+                             f"{self.n_features}")
+        if self.rescaling is not None:
+            raise ValueError(f"{name} is sparse, and a Rescaling first layer (x * scale + "
+                             f"offset) is not supported on sparse input; scale the data "
+                             f"before, or pass a dense array")
+        with np.errstate(over="ignore", invalid="ignore"):
+            csr = sp.csr_matrix(X, dtype=self.dtype, copy=True)
+            csr.sum_duplicates()             # sorted indices, one entry per position
+        src = _data.sparse_source(csr)
+        bad = _data.sparse_nonfinite(src)
+        if bad is not None:
+            where = f"({bad[0]}, {bad[1]})"
+            original = sp.csr_matrix(X, dtype=np.float64)[bad[0], bad[1]]
+            if np.isfinite(original):
+                raise ValueError(f"{name} has a value too large for {self.dtype} at index "
+                                 f"{where}")
+            raise ValueError(f"{name} contains NaN or inf (first at index {where})")
+        return src
 
     def _check_y(self, y, n):
         """Return ``(y, loss_code)``: int64-kind labels or float targets as a source."""
@@ -377,7 +425,7 @@ class Network:
                 raise FloatingPointError("the network's parameters are not finite (NaN or inf)")
             raise FloatingPointError("the forward pass overflowed: X values are too large for "
                                      f"{self.dtype.name} (max |X| = "
-                                     f"{_max_abs_chunked(src.array):.3g})")
+                                     f"{_max_abs(src):.3g})")
         return out
 
     def predict_proba(self, X):
@@ -540,7 +588,8 @@ class Network:
 
     def _batch_arrays(self, batch):
         """``(X, labels, targets, code, weights)`` of a checked batch, as the backends take them."""
-        X = batch.X.take(slice(None), self.dtype, self.rescaling)
+        X = batch.X.array if batch.X.sparse else \
+            batch.X.take(slice(None), self.dtype, self.rescaling)
         labels, targets = self._targets(batch)
         return X, labels, targets, batch.code, batch.weights if batch.weights.shape[0] else None
 
@@ -850,6 +899,8 @@ def _widen(old, new):
 
 def _check_finite_chunked(src, dtype):
     """Raise on the first value of ``src`` that is not finite in ``dtype`` (bounded memory)."""
+    if src.sparse:
+        return                               # checked when it was converted
     for start in range(0, src.n, CHUNK_ROWS):
         chunk = src.take(slice(start, start + CHUNK_ROWS), dtype)
         if not _kt.all_finite(chunk.reshape(-1)):
@@ -857,7 +908,12 @@ def _check_finite_chunked(src, dtype):
             raise _data.bad_value_error(src, start * src.width + flat, dtype)
 
 
-def _max_abs_chunked(array):
+def _max_abs(src):
+    """The largest ``|x|`` of a source (in chunks; a sparse one from its stored values)."""
+    if src.sparse:
+        data = src.csr[2]
+        return float(np.abs(data).max()) if data.size else 0.0
+    array = src.array
     return max(float(np.abs(np.asarray(array[start:start + CHUNK_ROWS], np.float64)).max())
                for start in range(0, array.shape[0], CHUNK_ROWS))
 

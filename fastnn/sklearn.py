@@ -19,7 +19,11 @@ This module imports scikit-learn; ``import fastnn`` does not import it::
 
 Differences from scikit-learn
 -----------------------------
-* Sparse ``X`` is not supported.
+* Sparse ``X`` (CSR, CSC, or any scipy.sparse format, which is converted to
+  CSR as scikit-learn does) trains and predicts without being densified: the
+  first layer runs over the stored entries (see ``fastnn.kernels.sparse``).
+  With shuffling, each epoch's rows are copied in their shuffled order
+  (O(nnz)).
 * ``sample_weight`` works as in scikit-learn (each batch's loss is
   ``sum w_i l_i / sum w_i``; lbfgs adds ``alpha/2 ||W||^2 / sum w``; the
   early-stopping split carries the weights and scores with them), with three
@@ -70,6 +74,7 @@ import warnings
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -123,6 +128,8 @@ def _make_adam(est, weight_decay):
 
 SOLVERS = {"sgd": _make_sgd, "adam": _make_adam}
 STOCHASTIC_SOLVERS = tuple(SOLVERS)
+# Sparse X as scikit-learn's MLP takes it (others are converted to CSR by validate_data).
+SPARSE_FORMATS = ("csr", "csc")
 NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
              "values and need to be preprocessed.")
 
@@ -508,7 +515,7 @@ class _BaseMLP(BaseEstimator):
         theta[order] = packed_coef_inter
         Y = np.asarray(y)
         Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
-        X = _network_input(np.asarray(X), net.dtype)
+        X = _network_input(X if scipy.sparse.issparse(X) else np.asarray(X), net.dtype)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, np.float64)
         loss, grad = self._lbfgs_objective(X, Y, sample_weight)(theta)
@@ -575,8 +582,9 @@ class _BaseMLP(BaseEstimator):
         sample_idx = np.arange(n_samples)
         # Each epoch's samples in their shuffled order, in reused buffers
         # (np.take with mode="clip" copies without buffering; indices are valid).
-        X_epoch, y_epoch = (np.empty_like(X_train), np.empty_like(y_train)) if self.shuffle \
-            else (X_train, y_train)
+        sparse = scipy.sparse.issparse(X_train)
+        X_epoch, y_epoch = (X_train if sparse else np.empty_like(X_train),
+                            np.empty_like(y_train)) if self.shuffle else (X_train, y_train)
         w_epoch = w_train
         squares_start = self._squared_weights() if self.alpha else 0.0
         diverged = False
@@ -587,7 +595,10 @@ class _BaseMLP(BaseEstimator):
                     # scikit-learn's own shuffle call, so the sample order matches its.
                     sample_idx = _shuffle(sample_idx, random_state=self._random_state)
                     if not diverged:
-                        np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
+                        if sparse:              # the shuffled rows, O(nnz)
+                            X_epoch = X_train[sample_idx]
+                        else:
+                            np.take(X_train, sample_idx, axis=0, out=X_epoch, mode="clip")
                         np.take(y_train, sample_idx, axis=0, out=y_epoch, mode="clip")
                         if w_train is not None:
                             w_epoch = w_train[sample_idx]
@@ -700,7 +711,8 @@ class _BaseMLP(BaseEstimator):
         (scikit-learn's ``X @ coefs_`` promotes the same way).
         """
         if check_input:
-            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                              accept_sparse=SPARSE_FORMATS)
         net = self._network()
         out = net.predict_proba(_network_input(X, net.dtype))
         return out.astype(np.result_type(X.dtype, net.dtype), copy=False)
@@ -827,7 +839,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, dtype=self._input_dtype(),
-                             reset=reset)
+                             reset=reset, accept_sparse=SPARSE_FORMATS)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -939,6 +951,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
         tags.classifier_tags.multi_label = True
         return tags
 
@@ -1003,7 +1016,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=self._input_dtype(), reset=reset)
+                             dtype=self._input_dtype(), reset=reset, accept_sparse=SPARSE_FORMATS)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and (y < 0).any():
@@ -1057,6 +1070,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
         tags.target_tags.multi_output = True
         return tags
 
@@ -1103,7 +1117,10 @@ def _dtype_name(dtype):
 def _network_input(X, dtype):
     """``X`` as a writeable C-contiguous array of the network's ``dtype``.
 
-    Read-only arrays are copied: numba compiles them separately.
+    Read-only arrays are copied: numba compiles them separately. Sparse
+    ``X`` is passed on as it is (``Network`` converts it to CSR once).
     """
+    if scipy.sparse.issparse(X):
+        return X
     X = np.ascontiguousarray(X, dtype=dtype)
     return X if X.flags.writeable else X.copy()

@@ -171,7 +171,8 @@ def _fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validati
             message = (f"training diverged: non-finite loss, activations or weights at "
                        f"epoch {epoch + 1}, step {failed_step + 1}; the network keeps "
                        f"the last finite weights (from before that step)")
-            big = 0.0 if data.X.mapped else float(np.abs(data.X.array).max())
+            values = data.X.csr[2] if data.X.sparse else data.X.array
+            big = 0.0 if data.X.mapped or not values.size else float(np.abs(values).max())
             if big > 1e15:
                 message += f"; note max |X| = {big:.3g}, too large: scale the inputs"
             if on_nonfinite == "raise":

@@ -40,8 +40,8 @@ def _in_place_rows(X, theta, fallback):
 
 
 @njit(**JIT)
-def predict_raw(worker, n_workers, next_chunk, X, scale, offset, rescale, theta, sizes, codes,
-                ftiles, hbuf, xbuf, rows, out, status):
+def predict_raw(worker, n_workers, next_chunk, X, Xp, Xi, Xd, scale, offset, rescale, theta,
+                sizes, codes, ftiles, hbuf, xbuf, rows, out, status):
     """Forward all of ``X`` in chunks of ``rows`` rows; the last layer into ``out``.
 
     Every chunk is computed with the same shapes (the last one padded with
@@ -61,7 +61,12 @@ def predict_raw(worker, n_workers, next_chunk, X, scale, offset, rescale, theta,
         The features in their own dtype (see ``kernels.step.train_steps``).
         Full chunks of rows already in the network's dtype are read in
         place; others are converted (or padded) into ``xbuf``, and to
-        ``x * scale + offset`` with ``rescale``.
+        ``x * scale + offset`` with ``rescale``. Empty (shape (0, m_0)) for
+        sparse input.
+    Xp, Xi, Xd : ndarrays
+        Sparse input: its CSR (see ``kernels.step.train_steps``), read in
+        place chunk by chunk (a chunk past the last row is padded with empty
+        rows), else empty.
     theta, sizes, codes, ftiles : the network and its forward tiles.
     hbuf : ndarray of shape (n_workers * rows * sum(sizes[1:]),)
     xbuf : ndarray of shape (n_workers * rows * m_0,)
@@ -79,7 +84,8 @@ def predict_raw(worker, n_workers, next_chunk, X, scale, offset, rescale, theta,
     """
     L = sizes.shape[0] - 1
     m0 = sizes[0]
-    n = X.shape[0]
+    sparse = Xp.shape[0] > 0
+    n = Xp.shape[0] - 1 if sparse else X.shape[0]
     width = hbuf.shape[0] // n_workers
     hmine = hbuf[worker * width:(worker + 1) * width]
     xmine = xbuf[worker * rows * m0:(worker + 1) * rows * m0]
@@ -100,9 +106,13 @@ def predict_raw(worker, n_workers, next_chunk, X, scale, offset, rescale, theta,
             break
         start = chunk * rows
         r = min(rows, n - start)
-        if direct and r == rows:
-            ok &= forward_tiles(zero, solo, rows_in_place, start * m0, theta, sizes, codes,
-                                no_dropout,
+        if sparse:
+            ok &= forward_tiles(zero, solo, xmine, start, Xp, Xi, Xd, theta, sizes, codes,
+                                no_dropout, zero, zero, zero, hmine, woff, hoff, ftiles, rows,
+                                team)
+        elif direct and r == rows:
+            ok &= forward_tiles(zero, solo, rows_in_place, start * m0, Xp, Xi, Xd, theta, sizes,
+                                codes, no_dropout,
                                 zero, zero, zero, hmine, woff, hoff, ftiles, rows, team)
         else:
             bad = convert_rows(X, start, r, matrix(xmine, 0, r, m0, m0), scale, offset, rescale,
@@ -113,8 +123,9 @@ def predict_raw(worker, n_workers, next_chunk, X, scale, offset, rescale, theta,
                 break
             for k in range(r * m0, rows * m0):
                 xmine[k] = 0
-            ok &= forward_tiles(zero, solo, xmine, zero, theta, sizes, codes, no_dropout, zero,
-                                zero, zero, hmine, woff, hoff, ftiles, rows, team)
+            ok &= forward_tiles(zero, solo, xmine, zero, Xp, Xi, Xd, theta, sizes, codes,
+                                no_dropout, zero, zero, zero, hmine, woff, hoff, ftiles, rows,
+                                team)
         h = matrix(hmine, hoff[L - 1], r, sizes[L], sizes[L])
         for i in range(r):
             for j in range(h.shape[1]):

@@ -5,15 +5,18 @@ step_end - 1`` of an epoch on one thread of a team (``worker`` of
 ``n_workers``; see ``kernels.team``). Every thread of the team makes the same
 call. A step is a sequence of phases with a barrier after each:
 
-1. gather: the batch's rows, converted (``kernels.gather``), split by rows;
+1. gather: the batch's rows, converted (``kernels.gather``), split by rows
+   (sparse input: worker 0 builds the batch CSR, ``kernels.sparse``);
 2. forward, layer by layer: ``H_l = phi(H_{l-1} W_l + b_l)`` by tiles of the
    layer's output columns (``ftiles[l]`` of them), each a single-threaded
-   BLAS product fused with its bias, activation and dropout;
+   BLAS product (a sparse first layer: its CSR product) fused with its
+   bias, activation and dropout;
 3. the fused loss and output delta (worker 0; the output is narrow);
 4. backward, layer by layer from the last: by tiles of the layer's input
    units (``btiles[l]``): the input delta ``Delta_{l-1}[:, I] = (Delta_l
    W_l[I, :]^T) * phi'`` and the weight gradient ``W_l[I, :]``'s rows
-   ``H_{l-1}[:, I]^T Delta_l``, updated right away while they are in cache
+   ``H_{l-1}[:, I]^T Delta_l`` (a sparse first layer: from its stored
+   entries), updated right away while they are in cache
    (plain SGD goes into the product itself: ``W <- (1 - lr wd) W - lr H^T Delta``);
    the bias by one worker;
 5. with several processes (MPI) or gradient clipping, the whole gradient
@@ -44,6 +47,7 @@ from .dropout import dropout_backward, dropout_forward
 from .gather import gather_labels, gather_rows
 from .losses import CE_LABELS, count_correct, output_delta
 from .mpi import allreduce
+from .sparse import csr_product, csr_weight_gradient, gather_csr, sgd_from_gradient
 from .optimizers import (CLIP_NORM, LR, MOMENTUM, SGD, WEIGHT_DECAY, clip_scale, clips,
                          optimizer_update, squared_norm, update_scaled)
 from .team import barrier, matrix
@@ -84,23 +88,32 @@ def layer_offsets(sizes, cap):
 
 
 @njit(**JIT)
-def forward_tiles(worker, n_workers, xb, x0, theta, sizes, codes, rates, seed, step, row0,
-                  hbuf, woff, hoff, ftiles, r, team):
-    """Phase 2 for ``r`` rows of ``xb`` from ``x0`` on; whether this worker's tiles were finite."""
+def forward_tiles(worker, n_workers, xb, x0, bp, bi, bd, theta, sizes, codes, rates, seed, step,
+                  row0, hbuf, woff, hoff, ftiles, r, team):
+    """Phase 2 for ``r`` rows of the input; whether this worker's tiles were finite.
+
+    The input is ``xb``'s rows from flat offset ``x0`` on or, when ``bp`` is
+    not empty, the CSR rows ``x0 ..`` of ``(bp, bi, bd)`` (``kernels.sparse``).
+    """
     L = sizes.shape[0] - 1
+    sparse = bp.shape[0] > 0
     ok = True
     for l in range(L):
         mi, mo = sizes[l], sizes[l + 1]
         bias = woff[l] + mi * mo
-        if l == 0:
-            h_in = matrix(xb, x0, r, mi, mi)
-        else:
-            h_in = matrix(hbuf, hoff[l - 1], r, mi, mi)
         tiles = ftiles[l]
         for tile in range(worker, tiles, n_workers):
             j0, j1 = _split(mo, tiles, tile)
             h = matrix(hbuf, hoff[l] + j0, r, j1 - j0, mo)
-            gemm(False, False, 1.0, h_in, matrix(theta, woff[l] + j0, mi, j1 - j0, mo), 0.0, h)
+            W = matrix(theta, woff[l] + j0, mi, j1 - j0, mo)
+            if l == 0 and sparse:
+                csr_product(bp, bi, bd, x0, W, h)
+            else:
+                if l == 0:
+                    h_in = matrix(xb, x0, r, mi, mi)
+                else:
+                    h_in = matrix(hbuf, hoff[l - 1], r, mi, mi)
+                gemm(False, False, 1.0, h_in, W, 0.0, h)
             ok &= bias_activation(h, theta[bias + j0:bias + j1], codes[l])
             if l < rates.shape[0] and rates[l] > 0:
                 dropout_forward(h, rates[l], seed, step, l, row0, mo, j0)
@@ -130,14 +143,18 @@ def _sgd_bias(delta, b, lr, weight_decay):
 
 
 @njit(**JIT)
-def backward_tiles(worker, n_workers, xb, theta, grad, sizes, codes, rates, seed, step, row0,
+def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes, rates, seed, step, row0,
                    hbuf, dbuf, woff, hoff, btiles, r, mode, opt_code, hyper, s1, s2, team):
     """Phase 4: deltas and weight gradients by tiles of input units.
 
     ``mode`` 0: gradient into ``grad`` only; 1: plain SGD fused into the
     products; 2: every tile's optimizer update right after its gradient.
+    With a batch CSR (``bp`` not empty) the first layer's weight gradient
+    comes from its stored entries (``kernels.sparse``), then plain SGD or the
+    update as in modes 1 and 2.
     """
     L = sizes.shape[0] - 1
+    sparse = bp.shape[0] > 0
     lr, wd = hyper[LR], hyper[WEIGHT_DECAY]
     for l in range(L - 1, -1, -1):
         mi, mo = sizes[l], sizes[l + 1]
@@ -158,6 +175,16 @@ def backward_tiles(worker, n_workers, xb, theta, grad, sizes, codes, rates, seed
                 else:
                     activation_backward(prev, h_prev, codes[l - 1])
                 h_in = h_prev
+            elif sparse:
+                g = matrix(grad, w0 + i0 * mo, i1 - i0, mo, mo)
+                csr_weight_gradient(bp, bi, bd, r, i0, i1, delta, g)
+                if mode == 1:
+                    sgd_from_gradient(rows, g, lr, wd)
+                elif mode == 2:
+                    a, b = w0 + i0 * mo, w0 + i1 * mo
+                    optimizer_update(opt_code, theta[a:b], grad[a:b], s1[a:b], s2[a:b], step,
+                                     hyper)
+                continue
             else:
                 h_in = matrix(xb, i0, r, i1 - i0, mi)
             if mode == 1:
@@ -208,11 +235,12 @@ def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms
 
 @njit(**JIT)
 def train_steps(worker, n_workers, team, shared,
-                X, labels, targets, scale, offset, rescale, order, sample_weight, perm,
+                X, Xp, Xi, Xd, labels, targets, scale, offset, rescale, order, sample_weight,
+                perm,
                 batch_size, step_begin, step_end,
                 theta, sizes, codes, rates, seed, loss_code, ftiles, btiles,
                 opt_code, hyper, t0, s1, s2,
-                grad, gsum, hbuf, dbuf, xb, yb, tb, wb, gathered, norms, step_losses,
+                grad, gsum, hbuf, dbuf, xb, bp, bi, bd, yb, tb, wb, gathered, norms, step_losses,
                 step_correct, rank, size, mpi, status):
     """Run mini-batch steps ``step_begin .. step_end - 1`` of one epoch on one thread of a team.
 
@@ -234,7 +262,11 @@ def train_steps(worker, n_workers, team, shared,
     X : ndarray of shape (n_samples, m_0)
         The features in their own dtype (see ``kernels.gather``): converted
         to the network's dtype, and to ``x * scale + offset`` with
-        ``rescale``, as each batch is read.
+        ``rescale``, as each batch is read. Empty (shape (0, m_0)) for
+        sparse input.
+    Xp, Xi, Xd : ndarrays of shape (n_samples + 1,), (nnz,), (nnz,)
+        Sparse input: the CSR ``indptr``, ``indices`` (int64) and ``data``
+        (the network's dtype, checked finite; no rescaling), else empty.
     labels : ndarray of shape (n_samples, 1), integer
         Class labels (``CE_LABELS``), else empty.
     targets : ndarray of shape (n_samples, m_L), float
@@ -274,12 +306,16 @@ def train_steps(worker, n_workers, team, shared,
         last entry carries a "stop" flag through the sum.
     hbuf, dbuf : ndarray of shape (batch_size * sum(sizes[1:]),)
     xb : ndarray of shape (batch_size * m_0,)
+    bp, bi, bd : ndarrays of shape (batch_size + 1,), (nnz_cap,), (nnz_cap,)
+        Sparse input: the batch CSR (``kernels.sparse.gather_csr``; ``nnz_cap``
+        at least the stored entries of any batch), else empty (``xb`` then
+        unused).
     yb : ndarray of shape (batch_size,), int64
     tb : ndarray of shape (batch_size * m_L,)
     wb : ndarray of shape (batch_size,), float64
         Gather buffers.
     gathered : bool
-        The caller has put the one batch's rows in ``xb``/``yb``/``tb``/``wb``
+        The caller has put the one batch's rows in ``xb`` (or ``bp``/``bi``/``bd``)/``yb``/``tb``/``wb``
         (one step over ``perm = 0 .. n-1``; the sources are not read).
     norms : ndarray of shape (>= n_params / UPDATE_CHUNK,), float64
         The chunks' sums of squares for ``clip_norm`` (shared).
@@ -326,6 +362,7 @@ def train_steps(worker, n_workers, team, shared,
     else:
         mode = 2
     me = worker * SLOT
+    sparse = bp.shape[0] > 0
     one, nothing, no = 1.0, 0.0, False            # typed values, not literals (one compile)
     for s in range(step_begin, step_end):
         start = s * batch_size
@@ -350,14 +387,21 @@ def train_steps(worker, n_workers, team, shared,
         if ordered:
             a, b = 0, rl if worker == 0 else 0
             read = order[lo:lo + rl] if worker == 0 else order[:0]
+        elif sparse:                          # one worker builds the batch CSR
+            a, b = 0, rl if worker == 0 else 0
+            read = order
         else:
             a, b = _split(rl, n_workers, worker)
             read = order
         bad = -1
         kind = STOP_BAD_X
         if not gathered:
-            bad = gather_rows(X, perm, lo + a, b - a, matrix(xb, a * m0, b - a, m0, m0), scale,
-                              offset, rescale, read)
+            if sparse:
+                if worker == 0:
+                    gather_csr(Xp, Xi, Xd, perm, lo, rl, bp, bi, bd)
+            else:
+                bad = gather_rows(X, perm, lo + a, b - a, matrix(xb, a * m0, b - a, m0, m0),
+                                  scale, offset, rescale, read)
             if bad < 0:
                 kind = STOP_BAD_Y
                 if loss_code == CE_LABELS:
@@ -388,8 +432,8 @@ def train_steps(worker, n_workers, team, shared,
         stop = bad >= 0
         # 2-3. forward, loss and output delta
         if not stop:
-            ok = forward_tiles(worker, n_workers, xb, np.int64(0), theta, sizes, codes, rates,
-                               seed, t, row0, hbuf, woff, hoff, ftiles, rl, team)
+            ok = forward_tiles(worker, n_workers, xb, np.int64(0), bp, bi, bd, theta, sizes,
+                               codes, rates, seed, t, row0, hbuf, woff, hoff, ftiles, rl, team)
             shared[me + SLOT_OK] = 1 if ok else 0
             if worker == 0:
                 out = matrix(hbuf, hoff[L - 1], rl, mL, mL)
@@ -411,7 +455,7 @@ def train_steps(worker, n_workers, team, shared,
                 return s - step_begin
         # 4. backward (and, without a whole-gradient step, the update)
         if not stop:
-            backward_tiles(worker, n_workers, xb, theta, grad, sizes, codes, rates, seed, t,
+            backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes, rates, seed, t,
                            row0, hbuf, dbuf, woff, hoff, btiles, rl, mode, opt_code, hyper, s1,
                            s2, team)
         if opt_code == NO_UPDATE:

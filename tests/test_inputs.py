@@ -104,10 +104,11 @@ def test_bad_X_refused_by_predict(net, case, call):
         getattr(net, call)(X)
 
 
-def test_sparse_X_refused(net):
+def test_sparse_X_predicts_as_dense(net):
+    # Sparse input is accepted (tests/test_sparse.py checks it in depth).
     sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="sparse"):
-        net.predict(sparse.csr_matrix(X6))
+    np.testing.assert_allclose(net.predict_proba(sparse.csr_matrix(X6)), net.predict_proba(X6),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_value_too_large_for_float32():

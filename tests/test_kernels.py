@@ -440,8 +440,10 @@ def test_forward_tiles(dtype, net, n, tiles, rng):
     hbuf = np.full(cap * sum(widths[1:]), np.nan, dtype)
     woff, hoff = ks.layer_offsets(sizes, cap)
     ftiles = np.minimum(tiles, sizes[1:])
-    ok = ks.forward_tiles(0, 1, x.reshape(-1), 0, theta, sizes, codes, NO_DROPOUT, 0, 0, 0, hbuf,
-                          woff, hoff, ftiles, n, np.zeros(kteam.TEAM_STATE_SIZE, np.int64))
+    no_csr = np.zeros(0, np.int64)
+    ok = ks.forward_tiles(0, 1, x.reshape(-1), 0, no_csr, no_csr, np.zeros(0, dtype), theta,
+                          sizes, codes, NO_DROPOUT, 0, 0, 0, hbuf, woff, hoff, ftiles, n,
+                          np.zeros(kteam.TEAM_STATE_SIZE, np.int64))
     assert ok is True
     offset = 0
     for h_ref, m in zip(reference.forward(f64(x), Ws, bs, acts), widths[1:]):
@@ -489,8 +491,8 @@ def predict_raw(src, scale, offset, rescale, theta, sizes, codes, cap, out, stat
     """``kernels.forward.predict_raw`` on one thread, in chunks of ``cap`` rows."""
     n0 = int(sizes[0])
     full = np.zeros(2, np.int64)
-    ok = kf.predict_raw(0, 1, np.zeros(1, np.int64), src.values, scale, offset, rescale, theta,
-                        sizes, codes,
+    ok = kf.predict_raw(0, 1, np.zeros(1, np.int64), src.values, *src.csr_arrays(theta.dtype),
+                        scale, offset, rescale, theta, sizes, codes,
                         np.ones(len(sizes) - 1, np.int64),
                         np.empty(cap * int(sizes[1:].sum()), theta.dtype),
                         np.empty(cap * n0, theta.dtype), cap, out, full)

@@ -41,14 +41,7 @@ PRIVATE = {
     "test_fit": "alpha decays the biases too (fastnn's weight_decay covers every parameter)",
 }
 
-# TEMPORARY: features the lead is building in fastnn.Network (issues 15 and 17).
-LEAD = {
-    # lbfgs on dense X passes; the CSR half of the comparison is refused.
-    "test_sparse_matrices[csr_matrix]": "needs sparse X (issue 15/17, lead)",
-    "test_sparse_matrices[csr_array]": "needs sparse X (issue 15/17, lead)",
-}
-
-EXPECTED_FAILURES = {**PRIVATE, **LEAD}
+EXPECTED_FAILURES = {**PRIVATE}
 
 CONFTEST = '''\
 import os
