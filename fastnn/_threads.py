@@ -121,10 +121,13 @@ class ThreadChoice:
     """How many threads the next block of steps uses: fixed, or the fastest measured now.
 
     With ``pinned`` (``Network(threads=N)``) always N. Otherwise the
-    candidates are 1 .. ``max_threads``: every block of steps is timed, the
-    median of each team size's last ``HISTORY`` blocks (its first block, with
-    the start-up costs, left out) kept as its seconds per step, the fastest
-    used, and each other size tried again for one short block after
+    candidates are 1 .. ``max_threads``: every block of steps is timed, and
+    a team size's seconds per step are those of its last ``HISTORY`` blocks
+    together (total seconds over total steps; its first block, with the
+    start-up costs, left out). A size counts as measured once those blocks
+    add up to ``MEASURED`` seconds: until then it is tried first, with blocks
+    sized from what was seen so far. The fastest measured size is used,
+    and each other size tried again for one block after
     ``RECHECK`` seconds of training, a wait that doubles (up to
     ``MAX_RECHECK``) each time a probe confirms the choice and starts over
     when the choice changes. A probe comes sooner when the current size's
@@ -141,13 +144,14 @@ class ThreadChoice:
     PROBE = 0.03          # seconds of a probing block (as long as a block: short ones misjudged)
     RECHECK = 1.0         # seconds of training between probes, at first
     MAX_RECHECK = 16.0
-    HISTORY = 3           # blocks per size whose median is its estimate
+    HISTORY = 3           # blocks per size that make its estimate
+    MEASURED = 0.02       # seconds of steps a size's estimate needs
 
     def __init__(self, pinned=None, max_threads=None):
         self.pinned = pinned
         self.max_threads = max(1, max_threads or available_cores())
-        self.per_step = {}            # team size -> seconds per step (median of recent blocks)
-        self.recent = {}              # team size -> seconds per step of its last blocks
+        self.per_step = {}            # team size -> seconds per step (its recent blocks)
+        self.recent = {}              # team size -> (seconds, steps) of its last blocks
         self.warmed = set()           # sizes whose first block (start-up costs) has run
         self.since_probe = 0.0
         self.recheck = self.RECHECK
@@ -166,10 +170,10 @@ class ThreadChoice:
         candidates = self.candidates
         if len(candidates) == 1:
             return candidates[0], self.BLOCK
-        untried = [n for n in reversed(candidates) if n not in self.per_step]
+        untried = [n for n in reversed(candidates) if not self._measured(n)]
         if untried:
             self.probing = untried[0]
-            return self.probing, self.PROBE if self.per_step else self.BLOCK
+            return self.probing, self.BLOCK
         best = min(candidates, key=self.per_step.__getitem__)
         if best != self.best:
             self.best, self.recheck = best, self.RECHECK
@@ -207,6 +211,9 @@ class ThreadChoice:
             self.warmed.add(n)
             return
         recent = self.recent.setdefault(n, [])
-        recent.append(seconds / steps)
+        recent.append((seconds, steps))
         del recent[:-self.HISTORY]
-        self.per_step[n] = sorted(recent)[len(recent) // 2]
+        self.per_step[n] = sum(s for s, _ in recent) / sum(k for _, k in recent)
+
+    def _measured(self, n):
+        return sum(s for s, _ in self.recent.get(n, ())) >= self.MEASURED

@@ -1,40 +1,114 @@
 """Compile (or load from the on-disk cache) every kernel ahead of timing."""
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
+#: What a dtype's kernels are compiled by: the training step (every loss and
+#: optimizer, and ``loss_and_gradients``) and the predict side.
+PARTS = ("train", "predict")
+#: Their relative compile times (cold, one dtype: about 2 to 1).
+_COST = {"train": 2, "predict": 1}
+#: A child process's program: compile the (dtype, part) jobs given as JSON.
+_CHILD = "import json, sys; from fastnn.warmup import _compile; " \
+         "[_compile(d, p) for d, p in json.loads(sys.argv[1])]"
 
-def warmup(dtypes=("float32", "float64")):
+
+def _compile(dtype, part):
+    """Run ``part``'s kernels for ``dtype`` once on tiny data (compiling or loading them)."""
+    from .layers import Dense
+    from .network import Network
+    from .optimizers import SGD, Adam
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 3))
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    targets = np.eye(2)[labels]
+    for loss, y in (("cross_entropy", labels), ("cross_entropy", targets),
+                    ("binary_cross_entropy", targets), ("mse", targets)):
+        net = Network([Dense(3, 4, "relu"), Dense(4, 2)], loss=loss, dtype=dtype)
+        if part == "train":
+            net.fit(X, y, epochs=1, batch_size=4, optimizer=SGD(0.1), verbose=0)
+            net.fit(X, y, epochs=1, batch_size=4, optimizer=Adam(0.01), verbose=0)
+            net.loss_and_gradients(X, y)
+        else:
+            net.predict(X)
+            net.predict_proba(X)
+
+
+def _cache_is_cold():
+    """Whether the training step has never been compiled into numba's cache here."""
+    from .kernels import step
+
+    cache = getattr(step.train_steps, "_cache", None)
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    return index is not None and not os.path.exists(index)
+
+
+def _plan(jobs, n):
+    """``jobs`` split into ``n`` lists of about equal cost (longest first, greedily)."""
+    shares = [[] for _ in range(n)]
+    loads = [0] * n
+    for job in sorted(jobs, key=lambda j: -_COST[j[1]]):
+        k = loads.index(min(loads))
+        shares[k].append(job)
+        loads[k] += _COST[job[1]]
+    return shares
+
+
+def warmup(dtypes=("float32", "float64"), processes=None):
     """Run every kernel once on tiny data so later calls start at full speed.
 
     The first call in a fresh environment compiles the kernels and writes
     numba's cache (seconds); later processes load them from the cache.
+    Compiling is single-threaded, so when the cache is cold the work is
+    shared with child processes, one per core: each compiles its share of
+    the kernels (the training step, the predict side, per dtype) into the
+    same cache, and this process then loads what they compiled. With a
+    warm cache everything is loaded here, with no child.
 
     Parameters
     ----------
     dtypes : sequence of {"float32", "float64"}
+    processes : int, optional
+        Processes that compile (this one included): 1 compiles everything
+        here. Default: the cores this process may use, up to one per job,
+        when the training step is not in the cache yet; else 1.
 
     Returns
     -------
     float
         Seconds spent, so callers can report compile time apart from training.
     """
-    from .layers import Dense
-    from .network import Network
-    from .optimizers import SGD, Adam
+    from ._threads import available_cores
 
     start = time.perf_counter()
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((6, 3))
-    labels = np.array([0, 1, 0, 1, 1, 0])
-    targets = np.eye(2)[labels]
-    for dtype in dtypes:
-        for loss, y in (("cross_entropy", labels), ("cross_entropy", targets),
-                        ("binary_cross_entropy", targets), ("mse", targets)):
-            net = Network([Dense(3, 4, "relu"), Dense(4, 2)], loss=loss, dtype=dtype)
-            net.fit(X, y, epochs=1, batch_size=4, optimizer=SGD(0.1), verbose=0)
-            net.fit(X, y, epochs=1, batch_size=4, optimizer=Adam(0.01), verbose=0)
-            net.predict(X)
-            net.loss_and_gradients(X, y)
+    jobs = [(str(np.dtype(d)), part) for d in dtypes for part in PARTS]
+    if processes is None:
+        processes = min(len(jobs), available_cores()) if _cache_is_cold() else 1
+    processes = max(1, min(int(processes), len(jobs)))
+    shares = _plan(jobs, processes)
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    children = [subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(share)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for share in shares[1:]]
+    try:
+        for job in shares[0]:
+            _compile(*job)
+        for child in children:
+            child.wait(timeout=900)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    # Load what the children compiled (or compile it, should one have failed).
+    for job in jobs:
+        _compile(*job)
     return time.perf_counter() - start

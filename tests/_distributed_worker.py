@@ -179,7 +179,42 @@ def cache(out):
              misses=sum(stats.cache_misses.values()))
 
 
-SCENARIOS = {"equal": equal, "communicator": communicator, "errors": errors, "files": files,
+def own_rows(out, ranks):
+    """Memory maps of which every rank may read only the rows it trains on.
+
+    ``shuffle=False`` makes the rows of each rank's shares known: batch ``k``
+    of ``r`` rows starting at ``start`` gives rank ``i`` the rows ``start +
+    r i // N`` up to ``start + r (i + 1) // N``. Each rank's files hold the
+    true rows there and wrong ones (features shifted by 100, labels rotated)
+    everywhere else, so a rank that read a row of another's share would
+    leave the one-process result.
+    """
+    ranks, n, batch = int(ranks), 203, 32
+    X, y = data(n)
+    own = np.zeros(n, bool)
+    for start in range(0, n, batch):
+        r = min(batch, n - start)
+        own[start + r * RANK // ranks:start + r * (RANK + 1) // ranks] = True
+    Xr, yr = X.copy(), y.copy()
+    Xr[~own] += 100.0
+    yr[~own] = (yr[~own] + 1) % 4
+    np.save(os.path.join(out, f"X{RANK}.npy"), Xr)
+    np.save(os.path.join(out, f"y{RANK}.npy"), yr)
+    Xm = np.load(os.path.join(out, f"X{RANK}.npy"), mmap_mode="r")
+    ym = np.load(os.path.join(out, f"y{RANK}.npy"), mmap_mode="r")
+    fit_args = dict(epochs=3, batch_size=batch, shuffle=False, verbose=0)
+    net = network()
+    history = net.fit(Xm, ym, distributed="mpi", optimizer=fastnn.SGD(0.05, momentum=0.9),
+                      **fit_args)
+    save_result(out, f"rank{RANK}.npz", net, history)
+    np.save(os.path.join(out, f"own{RANK}.npy"), own)
+    if RANK == 0:
+        single = network()
+        history = single.fit(X, y, optimizer=fastnn.SGD(0.05, momentum=0.9), **fit_args)
+        save_result(out, "single.npz", single, history)
+
+
+SCENARIOS = {"own_rows": own_rows, "equal": equal, "communicator": communicator, "errors": errors, "files": files,
              "train": train, "cache": cache}
 
 if __name__ == "__main__":

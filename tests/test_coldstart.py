@@ -56,3 +56,37 @@ def test_table_and_targets_follow_from_the_runs(quick_run):
     assert cold_ratio["value"] == pytest.approx(cold / torch_)
     assert cold_ratio["met"] == (cold / torch_ <= 2.0)
     assert f"| cold one-epoch script / PyTorch's | {cold / torch_:.2f} |" in stdout
+
+
+PARALLEL = """
+import json, sys
+import fastnn
+from fastnn.kernels import forward, step
+w = sys.modules["fastnn.warmup"]          # the module (fastnn.warmup is the function)
+print(json.dumps({"cold": w._cache_is_cold(), "seconds": fastnn.warmup(("float32",))}))
+stats = {f.__name__: (sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
+         for f in (step.train_steps, forward.predict_raw)}
+print(json.dumps(stats))
+"""
+
+
+def test_cold_warmup_shares_the_compiling_with_a_child_that_fills_the_same_cache(tmp_path):
+    """With an empty cache, warmup's child compiles the predict side into the cache: this
+    process then loads predict_raw (a cache hit) and compiles only the training step."""
+    import os
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COLDSTART.parents[1]),
+                                                      env.get("PYTHONPATH", "")]))
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", PARALLEL], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        first, stats = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+        runs.append((first, stats))
+    (cold, cold_stats), (warm, warm_stats) = runs
+    assert cold["cold"] and not warm["cold"]
+    assert cold_stats["train_steps"][1] > 0                 # compiled here ...
+    assert cold_stats["predict_raw"] == [1, 0]              # ... predict_raw by the child
+    assert warm_stats["train_steps"][1] == 0 and warm_stats["predict_raw"][1] == 0

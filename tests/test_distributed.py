@@ -92,6 +92,24 @@ def test_equals_single_process_training(tmp_path, run, n, ranks, batch_size):
                                        err_msg=key)
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_each_rank_reads_only_its_own_rows_of_a_memory_map(tmp_path, ranks):
+    """Every rank's map is wrong outside its own shares, and the run is still one process's."""
+    mpirun(ranks, "own_rows", tmp_path, ranks)
+    single = load(tmp_path / "single.npz")
+    owned = [np.load(tmp_path / f"own{r}.npy") for r in range(ranks)]
+    assert (np.sum(owned, axis=0) == 1).all()           # the shares cover every row once
+    assert all(0 < o.sum() < o.size for o in owned)      # and each rank's map is poisoned
+    results = [load(tmp_path / f"rank{r}.npz") for r in range(ranks)]
+    for result in results:
+        np.testing.assert_array_equal(result["params"], results[0]["params"])
+    assert relative(results[0]["params"], single["params"]) <= 1e-10
+    np.testing.assert_allclose(results[0]["history"]["loss"], single["history"]["loss"],
+                               rtol=1e-10)
+    np.testing.assert_allclose(results[0]["history"]["accuracy"],
+                               single["history"]["accuracy"], rtol=1e-10)
+
+
 def test_float32_and_plain_sgd_stay_close(tmp_path):
     """float32 sums in another order across ranks; the fused one-process SGD is not used."""
     mpirun(2, "equal", tmp_path, "sgd", "float32", 203)

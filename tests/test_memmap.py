@@ -352,3 +352,21 @@ def test_input_range_of_a_map_comes_from_a_sample_and_widens_over_fits(tmp_path,
     assert model.input_range == (X.min() / 255, X.max() / 255)
     fit(model, X[:50] // 2, y[:50])
     assert model.input_range == (X.min() / 255, X.max() / 255)
+
+
+def test_cli_shuffle_option_reaches_fit(tmp_path):
+    X, y = fastnn.datasets.load_digits(scale=False, dtype="float64")
+    folder = fastnn.datasets.save_npy(tmp_path / "d", (X * 15).astype(np.uint8), y)
+    params = {}
+    for name, mode in (("block", "block"), ("block2", "block"), ("true", "true"),
+                       ("false", "false")):
+        model = tmp_path / f"{name}.npz"
+        run = cli("train", "--data", f"npy:{folder}", "--epochs", "2", "--shuffle", mode,
+                  "--save", model, "--quiet")
+        assert run.returncode == 0, run.stderr
+        params[name] = fastnn.load(model).get_params()
+    np.testing.assert_array_equal(params["block"], params["block2"])     # seeded
+    assert not np.array_equal(params["block"], params["true"])           # another order
+    assert not np.array_equal(params["true"], params["false"])
+    bad = cli("train", "--shuffle", "sometimes")
+    assert bad.returncode == 2 and "--shuffle" in bad.stderr

@@ -113,11 +113,28 @@ def drive(choice, seconds_per_step, blocks):
 def test_the_faster_size_is_used_and_the_other_rechecked_less_and_less():
     choice = ThreadChoice(max_threads=2)
     used = drive(choice, {1: 1e-3, 2: 4e-3}, 1000)       # two threads 4x slower (a busy core)
-    assert used[:4] == [2, 2, 1, 1]     # each size measured (its first block not counted)
-    probes = [i for i, n in enumerate(used) if n == 2][2:]
+    # Each size measured first: its start-up block (not counted), then blocks until they
+    # add up to MEASURED seconds (here: one step, then one block's worth).
+    assert used[:5] == [2, 2, 2, 1, 1]
+    probes = [i for i, n in enumerate(used) if n == 2][3:]
     assert len(probes) >= 4 and len(probes) <= 0.02 * len(used)
     gaps = np.diff(probes)
     assert (gaps[1:] >= gaps[:-1]).all() and gaps[-1] > 3 * gaps[0]     # backing off
+
+
+def test_a_size_is_measured_over_enough_steps_before_it_is_judged():
+    """A single slow first step (cold caches) must not condemn a size for the whole run."""
+    choice = ThreadChoice(max_threads=2)
+    cost = {1: 1e-3, 2: 5e-4}
+    seen = []
+    for block in range(40):
+        n, seconds = choice.next()
+        steps = choice.steps_for(n, seconds)
+        per_step = cost[n] * (20 if (n == 2 and len(seen) == 1) else 1)   # a 20x first step
+        choice.record(n, steps * per_step, steps)
+        seen.append(n)
+    assert choice.per_step[2] < choice.per_step[1]
+    assert seen[-10:].count(2) >= 9          # (one re-check of the other size allowed)
 
 
 def test_a_slowdown_triggers_a_recheck_and_a_switch():
