@@ -275,7 +275,7 @@ def train_steps(worker, n_workers, team, shared,
     order : ndarray of shape (n_samples,) or (0,), int64
         For each position of ``perm`` in this process's share of its batch,
         the slot to read in its place (``fastnn.data.read_order``: file
-        order, for memory maps; worker 0 then reads the whole share), or
+        order, for memory maps; each worker reads its part of that order), or
         empty: slot order, the rows split among the workers.
     sample_weight : ndarray of shape (n_samples,) or (0,), float64
         Weights: a batch's loss is ``sum w_i l_i / sum w_i``; empty for none.
@@ -381,18 +381,22 @@ def train_steps(worker, n_workers, team, shared,
                     status[0] = STOP_ZERO_WEIGHT
                     status[1] = s
                 return s - step_begin
-        # 1. gather this worker's rows of the batch (a memory map: worker 0 reads them
-        # all, in file order, so the pages fault in one stream)
+        # 1. gather this worker's rows of the batch
         ordered = order.shape[0] > 0
-        if ordered:
+        no_order = order[:0]
+        if sparse:                            # one worker builds the batch CSR
             a, b = 0, rl if worker == 0 else 0
-            read = order[lo:lo + rl] if worker == 0 else order[:0]
-        elif sparse:                          # one worker builds the batch CSR
-            a, b = 0, rl if worker == 0 else 0
-            read = order
         else:
             a, b = _split(rl, n_workers, worker)
-            read = order
+        if ordered:
+            # A memory map: the share's rows sorted by their place in the file, each worker
+            # reading its part of that order (so the pages fault in as few streams as there
+            # are workers) into the rows' own slots.
+            read = order[lo + a:lo + b]
+            x_start, x_rows, x_out = lo, b - a, matrix(xb, 0, rl, m0, m0)
+        else:
+            read = no_order
+            x_start, x_rows, x_out = lo + a, b - a, matrix(xb, a * m0, b - a, m0, m0)
         bad = -1
         kind = STOP_BAD_X
         if not gathered:
@@ -400,15 +404,15 @@ def train_steps(worker, n_workers, team, shared,
                 if worker == 0:
                     gather_csr(Xp, Xi, Xd, perm, lo, rl, bp, bi, bd)
             else:
-                bad = gather_rows(X, perm, lo + a, b - a, matrix(xb, a * m0, b - a, m0, m0),
-                                  scale, offset, rescale, read)
+                bad = gather_rows(X, perm, x_start, x_rows, x_out, scale, offset, rescale, read)
             if bad < 0:
                 kind = STOP_BAD_Y
                 if loss_code == CE_LABELS:
                     bad = gather_labels(labels, perm, lo + a, b - a, yb[a:b], mL)
                 else:
                     bad = gather_rows(targets, perm, lo + a, b - a,
-                                      matrix(tb, a * mL, b - a, mL, mL), one, nothing, no, read)
+                                      matrix(tb, a * mL, b - a, mL, mL), one, nothing, no,
+                                      no_order)
             if weighted:
                 for i in range(a, b):
                     wb[i] = sample_weight[perm[lo + i]]
