@@ -350,6 +350,10 @@ def block_permutation(rng, n, row_bytes, batch_size):
     return sequence[np.argsort(keys, kind="stable")].astype(np.int64)
 
 
+#: Rows of ``perm`` that :func:`read_order` sorts at a time.
+READ_ORDER_ROWS = 1 << 16
+
+
 def read_order(perm, batch_size, rank=0, size=1):
     """For each position of ``perm`` in process ``rank``'s share of its batch, the slot to read.
 
@@ -366,16 +370,20 @@ def read_order(perm, batch_size, rank=0, size=1):
         this process's shares are 0.
     """
     n = perm.shape[0]
-    steps = -(-n // batch_size)
-    starts = np.arange(steps) * batch_size
-    r = np.minimum(batch_size, n - starts)
-    lo = starts + r * rank // size
-    lengths = starts + r * (rank + 1) // size - lo
-    share = np.repeat(np.arange(steps), lengths)
-    positions = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(share.shape[0])
-    by_row = np.lexsort((perm[positions], share))
     order = np.zeros(n, np.int64)
-    order[positions] = positions[by_row] - lo[share]
+    steps = -(-n // batch_size)
+    # In pieces of steps, so the temporaries stay small whatever the number of rows.
+    piece = max(1, READ_ORDER_ROWS // batch_size)
+    for first in range(0, steps, piece):
+        starts = np.arange(first, min(steps, first + piece)) * batch_size
+        r = np.minimum(batch_size, n - starts)
+        lo = starts + r * rank // size
+        lengths = starts + r * (rank + 1) // size - lo
+        share = np.repeat(np.arange(starts.shape[0]), lengths)
+        positions = (np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
+                     + np.arange(share.shape[0]))
+        by_row = np.lexsort((perm[positions], share))
+        order[positions] = positions[by_row] - lo[share]
     return order
 
 

@@ -370,3 +370,23 @@ def test_cli_shuffle_option_reaches_fit(tmp_path):
     assert not np.array_equal(params["true"], params["false"])
     bad = cli("train", "--shuffle", "sometimes")
     assert bad.returncode == 2 and "--shuffle" in bad.stderr
+
+
+@pytest.mark.parametrize("n, batch_size, rank, size", [(200_003, 64, 1, 3), (70_000, 7, 0, 2),
+                                                       (5, 64, 0, 1)])
+def test_read_order_in_pieces_equals_one_sort(monkeypatch, n, batch_size, rank, size):
+    """read_order sorts READ_ORDER_ROWS at a time (bounded memory); the result is the same."""
+    from fastnn import data
+    perm = np.random.default_rng(n).permutation(n)
+    pieces = data.read_order(perm, batch_size, rank, size)
+    monkeypatch.setattr(data, "READ_ORDER_ROWS", 1 << 40)
+    whole = data.read_order(perm, batch_size, rank, size)
+    np.testing.assert_array_equal(pieces, whole)
+    steps = -(-n // batch_size)
+    for s in (0, steps // 2, steps - 1):                 # within a share: file order, a bijection
+        start = s * batch_size
+        r = min(batch_size, n - start)
+        lo, hi = start + r * rank // size, start + r * (rank + 1) // size
+        slots = pieces[lo:hi]
+        assert sorted(slots) == list(range(hi - lo))
+        assert (np.diff(perm[lo + slots]) > 0).all()
