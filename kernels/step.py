@@ -43,13 +43,14 @@ from numba import njit
 from ._config import JIT
 from .activations import activation_backward, bias_activation
 from .blas import gemm
+from .dense import column_sums
 from .dropout import dropout_backward, dropout_forward
 from .gather import gather_labels, gather_rows
 from .losses import CE_LABELS, count_correct, output_delta
 from .mpi import allreduce
-from .sparse import csr_product, csr_weight_gradient, gather_csr, sgd_from_gradient
 from .optimizers import (CLIP_NORM, LR, MOMENTUM, SGD, WEIGHT_DECAY, clip_scale, clips,
                          optimizer_update, squared_norm, update_scaled)
+from .sparse import csr_product, csr_weight_gradient, gather_csr, sgd_from_gradient
 from .team import barrier, matrix
 
 # ``status[0]`` after ``train_steps`` stops early: why (``status[1]``: the step).
@@ -122,15 +123,6 @@ def forward_tiles(worker, n_workers, xb, x0, bp, bi, bd, theta, sizes, codes, ra
 
 
 @njit(**JIT)
-def _bias_gradient(delta, db):
-    """``db[j] = sum_i delta[i, j]``, each column summed in row order."""
-    db[:] = 0
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            db[j] += delta[i, j]
-
-
-@njit(**JIT)
 def _sgd_bias(delta, b, lr, weight_decay):
     """Plain SGD of a bias: ``b <- (1 - lr wd) b - lr sum_rows(delta)``."""
     rate = b.dtype.type(lr)
@@ -200,7 +192,7 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
             if mode == 1:
                 _sgd_bias(delta, theta[bias:bias + mo], lr, wd)
             else:
-                _bias_gradient(delta, grad[bias:bias + mo])
+                column_sums(delta, grad[bias:bias + mo])
                 if mode == 2:
                     optimizer_update(opt_code, theta[bias:bias + mo], grad[bias:bias + mo],
                                      s1[bias:bias + mo], s2[bias:bias + mo], step, hyper)
