@@ -93,15 +93,19 @@ WORKER = textwrap.dedent("""
 
 
 def make_data(folder, rows, seed=0):
-    """``X.npy`` (uint8, rows x 784) and ``y.npy`` in ``folder``, unless already there."""
+    """``X.npy`` (uint8, rows x 784) and ``y.npy`` in ``folder``, unless already there.
+
+    A learnable data set: noisy copies of ten prototype images, written in
+    pieces (``tests/test_cgroup.py`` uses it too).
+    """
+    import numpy as np
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     x_path = folder / "X.npy"
-    if x_path.exists() and os.path.exists(folder / "y.npy"):
-        import numpy as np
+    if x_path.exists() and (folder / "y.npy").exists():
         if np.load(x_path, mmap_mode="r").shape[0] == rows:
             return folder
-    import numpy as np
     rng = np.random.default_rng(seed)
     prototypes = rng.integers(0, 256, (10, 784)).astype(np.int16)
     y = rng.integers(0, 10, rows).astype(np.uint8)

@@ -79,19 +79,12 @@ SCRIPT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
     """A learnable uint8 data set: noisy copies of ten prototype images."""
-    folder = tmp_path_factory.mktemp("bigdata")
-    rng = np.random.default_rng(0)
-    prototypes = rng.integers(0, 256, (10, 784)).astype(np.int16)
-    y = rng.integers(0, 10, ROWS).astype(np.uint8)
-    X = np.lib.format.open_memmap(folder / "X.npy", mode="w+", dtype=np.uint8,
-                                  shape=(ROWS, 784))
-    for start in range(0, ROWS, 20000):
-        stop = min(ROWS, start + 20000)
-        noise = rng.integers(-100, 101, (stop - start, 784), dtype=np.int16)
-        X[start:stop] = np.clip(prototypes[y[start:stop]] + noise, 0, 255)
-    X.flush()
-    del X
-    np.save(folder / "y.npy", y)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from memmap import make_data
+    finally:
+        sys.path.pop(0)
+    folder = make_data(tmp_path_factory.mktemp("bigdata"), ROWS)
     return folder / "X.npy", folder / "y.npy"
 
 
