@@ -11,6 +11,7 @@ batch size and optimizer, in every installed system::
     python benchmarks/compare.py --load 1              # beside one busy process
     python benchmarks/compare.py --systems fastnn --configs B --sample-weight
     python benchmarks/compare.py --systems fastnn --configs B --clip-norm 1.0
+    python benchmarks/compare.py --systems fastnn --configs B --clip-value 0.1
     python benchmarks/compare.py --markdown out.md --json out.json
 
 Each (system, configuration) runs in its own process (this file with
@@ -52,9 +53,9 @@ the summary shows fastnn's default / threads=1. The peak is then measured
 before the busy processes start (the machine's figure), and again under
 load for information.
 
-``--sample-weight`` and ``--clip-norm C`` measure what fastnn's sample
-weights (uniform in [0.5, 1.5), seeded) and gradient clipping
-(``clip_norm=C`` on the optimizer) cost: run with and without them and
+``--sample-weight``, ``--clip-norm C`` and ``--clip-value V`` measure what
+fastnn's sample weights (uniform in [0.5, 1.5), seeded) and gradient
+clipping (``clip_norm=C`` / ``clip_value=V`` on the optimizer) cost: run with and without them and
 compare fastnn's steady epochs. They apply to fastnn, its numpy reference
 and nothing else (the GEMM bound stays the bound; the other peers are
 refused).
@@ -114,6 +115,9 @@ def parse_args(argv=None):
     p.add_argument("--clip-norm", type=float, default=None, metavar="C",
                    help="fastnn's optimizer clips the gradient's global L2 norm at C "
                         "(clip_norm=C), to measure the cost of clipping")
+    p.add_argument("--clip-value", type=float, default=None, metavar="V",
+                   help="fastnn's optimizer clamps each gradient entry to [-V, V] "
+                        "(clip_value=V), to measure the cost of clipping")
     p.add_argument("--threads", type=int, default=None,
                    help="pin every system to this many threads (fastnn: Network(threads=N)); "
                         "default: fastnn chooses its own (threads=None), the others get all "
@@ -150,13 +154,18 @@ def parse_args(argv=None):
             bad = [v for v in values if v not in valid]
             if bad:
                 p.error(f"unknown {name} {', '.join(bad)}; valid: {', '.join(valid)}")
-    if (args.sample_weight or args.clip_norm is not None) and not args.worker:
+    if (args.sample_weight or args.clip_norm is not None or args.clip_value is not None) \
+            and not args.worker:
         peers = [s for s in args.systems if s in ("torch", "jax", "sklearn")]
         if peers:
-            p.error(f"--sample-weight and --clip-norm time fastnn only; drop {', '.join(peers)} "
-                    f"(e.g. --systems fastnn)")
-        if args.clip_norm is not None and not args.clip_norm > 0:
-            p.error(f"--clip-norm must be > 0, got {args.clip_norm}")
+            p.error(f"--sample-weight, --clip-norm and --clip-value time fastnn only; drop "
+                    f"{', '.join(peers)} (e.g. --systems fastnn)")
+        if args.clip_norm is not None and args.clip_value is not None:
+            p.error("give --clip-norm or --clip-value, not both (fastnn's optimizers take one "
+                    "clipping rule)")
+        for flag, value in (("--clip-norm", args.clip_norm), ("--clip-value", args.clip_value)):
+            if value is not None and not value > 0:
+                p.error(f"{flag} must be > 0, got {value}")
     if "fastnn" not in args.systems:
         args.systems.insert(0, "fastnn")          # every ratio is against it
     if args.load and "fastnn-1" not in args.systems:
@@ -179,7 +188,8 @@ def worker_argv(args, system, config):
             *(["--threads", str(args.threads)] if args.threads is not None else []),
             *(["--warmup"] if args.warmup else []),
             *(["--sample-weight"] if args.sample_weight else []),
-            *(["--clip-norm", repr(args.clip_norm)] if args.clip_norm is not None else [])]
+            *(["--clip-norm", repr(args.clip_norm)] if args.clip_norm is not None else []),
+            *(["--clip-value", repr(args.clip_value)] if args.clip_value is not None else [])]
 
 
 # ---- worker side -------------------------------------------------------------
@@ -434,7 +444,8 @@ def header_lines(info, args):
                      f"{b['threads']} threads) {b['file']}")
     lines += [f"run: {args.samples} samples, 1 + {args.epochs} epochs, optimizer "
               f"{args.optimizer} ({hp_text}"
-              f"{f', clip_norm={args.clip_norm}' if args.clip_norm is not None else ''})"
+              f"{f', clip_norm={args.clip_norm}' if args.clip_norm is not None else ''}"
+              f"{f', clip_value={args.clip_value}' if args.clip_value is not None else ''})"
               f"{', sample weights' if args.sample_weight else ''}, {threads_text(args)}, "
               f"seed {args.seed}, "
               f"predict on {N_PREDICT}, accuracy on {N_TEST} held-out; every cell the median "

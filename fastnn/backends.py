@@ -126,6 +126,7 @@ class NumbaBackend:
             buffers = None                   # a denser batch than these buffers hold
         if buffers is None:
             hbuf, dbuf = self._work(spec, batch_size)
+            ftiles, btiles = tile_plan(spec.sizes, batch_size)
             grad = np.empty(theta.size + 1, spec.dtype)
             buffers = (hbuf, dbuf, grad,
                        np.empty_like(grad) if strategy.size > 1 else grad,
@@ -135,8 +136,9 @@ class NumbaBackend:
                        np.empty(batch_size, np.float64), np.zeros(3, np.int64),
                        np.zeros(_kteam.TEAM_STATE_SIZE, np.int64),
                        np.zeros(_ks.SLOT * n_workers, np.int64),
-                       np.zeros(-(-theta.size // _ks.UPDATE_CHUNK)),
-                       *tile_plan(spec.sizes, batch_size), _batch_csr(batch_size, nnz, spec.dtype))
+                       np.zeros(max(-(-theta.size // _ks.UPDATE_CHUNK),
+                                    int(np.sum(btiles)) + len(btiles))),
+                       ftiles, btiles, _batch_csr(batch_size, nnz, spec.dtype))
             self._train_buffers = {key: buffers}
         (hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status, team_state, shared, norms, ftiles,
          btiles, (bp, bi, bd)) = buffers

@@ -39,6 +39,10 @@ NORM_EPS = 1e-6
 def squared_norm(g, start, stop):
     """``sum g[start:stop]**2``, accumulated in float64 (one piece of a global norm).
 
+    Under fastmath LLVM squares float32 entries in float32 before widening
+    (relative error ~1e-7 per square, as PyTorch's float32 norm); float64 is
+    float64 throughout.
+
     Parameters
     ----------
     g : ndarray of shape (>= stop,)
@@ -46,9 +50,12 @@ def squared_norm(g, start, stop):
     start, stop : int
         The entries summed (a distributed ``g`` carries a flag after the gradient).
     """
+    # A loop over a slice from 0: indices LLVM knows are not negative, so it
+    # vectorizes with plain loads (over ``range(start, stop)`` it gathered, 4x slower).
+    piece = g[start:stop]
     total = 0.0
-    for i in range(start, stop):
-        v = float(g[i])
+    for i in range(piece.shape[0]):
+        v = float(piece[i])
         total += v * v
     return total
 

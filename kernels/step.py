@@ -20,8 +20,9 @@ call. A step is a sequence of phases with a barrier after each:
    (plain SGD goes into the product itself: ``W <- (1 - lr wd) W - lr H^T Delta``);
    the bias by one worker;
 5. with several processes (MPI) or gradient clipping, the whole gradient
-   first: one allreduce (worker 0), the clipping norm over fixed chunks, then
-   the update, the chunks split across the team.
+   first: one allreduce (worker 0), the clipping norm (on one process, from
+   the sums of squares each backward tile took of its piece; else over fixed
+   chunks), then the update, the chunks split across the team.
 
 The tiles are the same whatever ``n_workers`` is, and each is computed whole
 by one thread with the same BLAS call, so one thread and two give
@@ -136,14 +137,18 @@ def _sgd_bias(delta, b, lr, weight_decay):
 
 @njit(**JIT)
 def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes, rates, seed, step, row0,
-                   hbuf, dbuf, woff, hoff, btiles, r, mode, opt_code, hyper, s1, s2, team):
+                   hbuf, dbuf, woff, hoff, btiles, r, mode, opt_code, hyper, s1, s2, norms,
+                   tile_norms, team):
     """Phase 4: deltas and weight gradients by tiles of input units.
 
     ``mode`` 0: gradient into ``grad`` only; 1: plain SGD fused into the
     products; 2: every tile's optimizer update right after its gradient.
     With a batch CSR (``bp`` not empty) the first layer's weight gradient
     comes from its stored entries (``kernels.sparse``), then plain SGD or the
-    update as in modes 1 and 2.
+    update as in modes 1 and 2. With ``tile_norms`` (mode 0, for
+    ``clip_norm``) each tile's and bias's sum of squares goes into its own
+    slot of ``norms`` while the gradient is still in cache (see
+    :func:`norm_slots`).
     """
     L = sizes.shape[0] - 1
     sparse = bp.shape[0] > 0
@@ -154,6 +159,9 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
         bias = w0 + mi * mo
         delta = matrix(dbuf, hoff[l], r, mo, mo)
         tiles = btiles[l]
+        slot0 = 0
+        for k in range(l):
+            slot0 += btiles[k] + 1
         for tile in range(worker, tiles, n_workers):
             i0, i1 = _split(mi, tiles, tile)
             rows = matrix(theta, w0 + i0 * mo, i1 - i0, mo, mo)
@@ -170,6 +178,8 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
             elif sparse:
                 g = matrix(grad, w0 + i0 * mo, i1 - i0, mo, mo)
                 csr_weight_gradient(bp, bi, bd, r, i0, i1, delta, g)
+                if tile_norms:
+                    norms[slot0 + tile] = squared_norm(grad, w0 + i0 * mo, w0 + i1 * mo)
                 if mode == 1:
                     sgd_from_gradient(rows, g, lr, wd)
                 elif mode == 2:
@@ -184,6 +194,8 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
             else:
                 gemm(True, False, 1.0, h_in, delta, 0.0,
                      matrix(grad, w0 + i0 * mo, i1 - i0, mo, mo))
+                if tile_norms:
+                    norms[slot0 + tile] = squared_norm(grad, w0 + i0 * mo, w0 + i1 * mo)
                 if mode == 2:
                     a, b = w0 + i0 * mo, w0 + i1 * mo
                     optimizer_update(opt_code, theta[a:b], grad[a:b], s1[a:b], s2[a:b], step,
@@ -193,6 +205,8 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
                 _sgd_bias(delta, theta[bias:bias + mo], lr, wd)
             else:
                 column_sums(delta, grad[bias:bias + mo])
+                if tile_norms:
+                    norms[slot0 + tiles] = squared_norm(grad, bias, bias + mo)
                 if mode == 2:
                     optimizer_update(opt_code, theta[bias:bias + mo], grad[bias:bias + mo],
                                      s1[bias:bias + mo], s2[bias:bias + mo], step, hyper)
@@ -200,24 +214,37 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
 
 
 @njit(**JIT)
-def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, team):
+def norm_slots(sizes, btiles):
+    """How many slots of ``norms`` the backward tiles fill: each tile, then the bias, per layer."""
+    slots = 0
+    for l in range(sizes.shape[0] - 1):
+        slots += btiles[l] + 1
+    return slots
+
+
+@njit(**JIT)
+def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, pieces, team):
     """The optimizer update of every parameter, in ``UPDATE_CHUNK`` chunks split across the team.
 
-    With ``hyper[CLIP_NORM]`` the gradient's global norm comes first: each
-    chunk's sum of squares goes into ``norms`` (shared, float64), and after a
-    barrier every thread adds them up in chunk order, so all of them (and one
-    thread alone) scale by the same factor.
+    With ``hyper[CLIP_NORM]`` the gradient's global norm comes first: the
+    sums of squares of its pieces are in ``norms[:pieces]`` (shared, float64;
+    written by the backward tiles) or, with ``pieces == 0``, each chunk's
+    goes there first, before a barrier. Every thread adds them up in order,
+    so all of them (and one thread alone) scale by the same factor.
     """
     n = theta.shape[0]
     chunks = -(-n // UPDATE_CHUNK)
     scale = 1.0
     if hyper[CLIP_NORM] != 0:
-        for chunk in range(worker, chunks, n_workers):
-            norms[chunk] = squared_norm(g, chunk * UPDATE_CHUNK, min(n, (chunk + 1) * UPDATE_CHUNK))
-        barrier(team, n_workers)
+        if pieces == 0:
+            for chunk in range(worker, chunks, n_workers):
+                norms[chunk] = squared_norm(g, chunk * UPDATE_CHUNK,
+                                            min(n, (chunk + 1) * UPDATE_CHUNK))
+            barrier(team, n_workers)
+            pieces = chunks
         total = 0.0
-        for chunk in range(chunks):
-            total += norms[chunk]
+        for piece in range(pieces):
+            total += norms[piece]
         scale = clip_scale(math.sqrt(total), hyper[CLIP_NORM])
     for chunk in range(worker, chunks, n_workers):
         a, b = chunk * UPDATE_CHUNK, min(n, (chunk + 1) * UPDATE_CHUNK)
@@ -309,8 +336,8 @@ def train_steps(worker, n_workers, team, shared,
     gathered : bool
         The caller has put the one batch's rows in ``xb`` (or ``bp``/``bi``/``bd``)/``yb``/``tb``/``wb``
         (one step over ``perm = 0 .. n-1``; the sources are not read).
-    norms : ndarray of shape (>= n_params / UPDATE_CHUNK,), float64
-        The chunks' sums of squares for ``clip_norm`` (shared).
+    norms : ndarray of shape (>= max(n_params / UPDATE_CHUNK, norm_slots(sizes, btiles)),), float64
+        The pieces' sums of squares for ``clip_norm`` (shared).
     step_losses : ndarray of shape (>= step_end - step_begin,), float64
         This process's share of each step's mean batch loss (written by
         worker 0; the shares sum to the batch's).
@@ -353,6 +380,11 @@ def train_steps(worker, n_workers, team, shared,
         mode = 1
     else:
         mode = 2
+    # clip_norm on one process: each backward tile adds up its own squares while they are
+    # in cache (summed over processes, the gradient is only whole after the allreduce).
+    tile_norms = mode == 0 and hyper[CLIP_NORM] != 0 and not distributed and \
+        opt_code != NO_UPDATE
+    pieces = norm_slots(sizes, btiles) if tile_norms else 0
     me = worker * SLOT
     sparse = bp.shape[0] > 0
     one, nothing, no = 1.0, 0.0, False            # typed values, not literals (one compile)
@@ -453,7 +485,7 @@ def train_steps(worker, n_workers, team, shared,
         if not stop:
             backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes, rates, seed, t,
                            row0, hbuf, dbuf, woff, hoff, btiles, rl, mode, opt_code, hyper, s1,
-                           s2, team)
+                           s2, norms, tile_norms, team)
         if opt_code == NO_UPDATE:
             continue
         # 5. the whole gradient: summed over processes, then updated
@@ -469,9 +501,9 @@ def train_steps(worker, n_workers, team, shared,
                         else STOP_NONFINITE
                     status[1] = s
                 return s - step_begin
-            update_chunks(worker, n_workers, opt_code, theta, gsum, s1, s2, t, hyper, norms,
+            update_chunks(worker, n_workers, opt_code, theta, gsum, s1, s2, t, hyper, norms, 0,
                           team)
         elif mode == 0:
             update_chunks(worker, n_workers, opt_code, theta, grad, s1, s2, t, hyper, norms,
-                          team)
+                          pieces, team)
     return step_end - step_begin

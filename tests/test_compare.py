@@ -209,26 +209,35 @@ def test_interrupt_stops_the_busy_processes():
     assert not any(_alive(p) for p in pids)
 
 
-def test_sample_weight_and_clip_norm_options_reach_fastnn(tmp_path):
+@pytest.mark.parametrize("flag, key, value", [("--clip-norm", "clip_norm", 0.5),
+                                             ("--clip-value", "clip_value", 0.05)])
+def test_sample_weight_and_clip_options_reach_fastnn(tmp_path, flag, key, value):
     proc = subprocess.run(
         [sys.executable, str(COMPARE), "--configs", "B", "--systems", "fastnn,numpy",
          "--samples", "300", "--epochs", "1", "--rounds", "1", "--repeats", "1",
-         "--peak-size", "64", "--sample-weight", "--clip-norm", "0.5",
+         "--peak-size", "64", "--sample-weight", flag, str(value),
          "--json", str(tmp_path / "run.json")],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "clip_norm=0.5), sample weights" in proc.stdout
+    assert f"{key}={value}), sample weights" in proc.stdout
     results = json.loads((tmp_path / "run.json").read_text())["results"]["B"]
+    other = ({"clip_norm", "clip_value"} - {key}).pop()
     for name in ("fastnn", "numpy"):
-        assert results[name]["sample_weight"] is True and results[name]["clip_norm"] == 0.5
+        assert results[name]["sample_weight"] is True and results[name][key] == value
+        assert results[name][other] is None
     # Both backends trained the same weighted, clipped network.
     assert results["fastnn"]["train_loss"] == pytest.approx(results["numpy"]["train_loss"],
                                                             rel=1e-3)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--sample-weight"], "--sample-weight and --clip-norm time fastnn only; drop torch"),
+    (["--sample-weight"], "--sample-weight, --clip-norm and --clip-value time fastnn only; "
+                          "drop torch"),
+    (["--clip-value", "1"], "time fastnn only; drop torch"),
     (["--clip-norm", "0", "--systems", "fastnn"], "--clip-norm must be > 0"),
+    (["--clip-value", "-1", "--systems", "fastnn"], "--clip-value must be > 0"),
+    (["--clip-value", "1", "--clip-norm", "1", "--systems", "fastnn"],
+     "give --clip-norm or --clip-value, not both"),
 ])
 def test_option_errors(argv, message):
     proc = subprocess.run([sys.executable, str(COMPARE), *argv], capture_output=True,

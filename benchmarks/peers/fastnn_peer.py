@@ -7,12 +7,13 @@ import numpy as np
 from .common import OPTIMIZERS, initial_params, predict_result, summarize
 
 
-def _optimizer(fastnn, name, clip_norm=None):
+def _optimizer(fastnn, name, clip_norm=None, clip_value=None):
     hp = OPTIMIZERS[name]
     if hp["kind"] == "adam":
         return fastnn.Adam(lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
-                           clip_norm=clip_norm)
-    return fastnn.SGD(lr=hp["lr"], momentum=hp["momentum"], clip_norm=clip_norm)
+                           clip_norm=clip_norm, clip_value=clip_value)
+    return fastnn.SGD(lr=hp["lr"], momentum=hp["momentum"], clip_norm=clip_norm,
+                      clip_value=clip_value)
 
 
 def sample_weights(n, seed):
@@ -50,7 +51,8 @@ def run(config, data, opts, backend, threads):
                          backend=backend, threads=threads)
     net.set_params(np.concatenate([a.ravel() for pair in initial_params(sizes, opts.seed)
                                    for a in pair]))
-    optimizer = _optimizer(fastnn, opts.optimizer, getattr(opts, "clip_norm", None))
+    optimizer = _optimizer(fastnn, opts.optimizer, getattr(opts, "clip_norm", None),
+                           getattr(opts, "clip_value", None))
     weights = sample_weights(len(data["y_train"]), opts.seed) \
         if getattr(opts, "sample_weight", False) else None
 
@@ -70,7 +72,7 @@ def run(config, data, opts, backend, threads):
         first_epoch_loop=first.history["seconds"][0],
         fit_wall=steady_wall, fit_overhead=steady_wall - sum(seconds),
         train_loss=steady.history["loss"][-1], sample_weight=weights is not None,
-        clip_norm=optimizer.clip_norm,
+        clip_norm=optimizer.clip_norm, clip_value=optimizer.clip_value,
         accuracy=float(np.mean(net.predict(data["X_test"]) == data["y_test"])),
         threads="default (measured)" if threads is None else threads)
     choice = getattr(net, "_choice", None)
