@@ -25,22 +25,6 @@ class NumbaBackend:
 
     def __init__(self):
         self._train_buffers = {}
-        self._order = (None, None, None)
-
-    def _read_order(self, perm, batch_size, strategy):
-        """``fastnn.data.read_order`` of the epoch's ``perm``, computed once per epoch.
-
-        (An epoch calls the step once per block of steps; recomputing the
-        order each time took 10 ms a call at 60,000 rows, a third of an epoch
-        of config B.) The epoch's ``perm`` is held, so a later epoch's, a new
-        array, is never taken for it.
-        """
-        held, key, order = self._order
-        wanted = (batch_size, strategy.rank, strategy.size)
-        if held is not perm or key != wanted:
-            order = _data.read_order(perm, batch_size, strategy.rank, strategy.size)
-            self._order = (perm, wanted, order)
-        return order
 
     @staticmethod
     def _work(spec, rows):
@@ -117,7 +101,7 @@ class NumbaBackend:
         return (losses[0] if done else np.nan), grad[:theta.size]
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
-                    step_losses, step_correct, strategy, n_workers=1):
+                    step_losses, step_correct, strategy, n_workers=1, first_step=0):
         nnz = data.X.max_batch_nnz(batch_size) if data.X.sparse else -1
         key = (batch_size, spec.dtype, tuple(spec.sizes), strategy.size > 1, n_workers,
                data.X.sparse)
@@ -148,7 +132,10 @@ class NumbaBackend:
         scale, offset, rescale = _rescale_args(spec)
         hyper = optimizer.hyper_array()
 
-        order = self._read_order(perm, batch_size, strategy) if data.mapped else _NO_ORDER
+        # A memory map reads each share's rows in file order (``perm`` is the block's
+        # stretch of the epoch's order, so this costs the block's rows, not the epoch's).
+        order = _data.read_order(perm, batch_size, strategy.rank, strategy.size) \
+            if data.mapped else _NO_ORDER
 
         def call(worker):
             return _ks.train_steps(
@@ -163,8 +150,8 @@ class NumbaBackend:
 
         completed = team().run(n_workers, call)
         if completed < step_end - step_begin:
-            _raise_input_error(spec, data, strategy, int(status[0]), int(status[1]),
-                               int(status[2]))
+            _raise_input_error(spec, data, strategy, int(status[0]),
+                               first_step + int(status[1]), int(status[2]))
         return completed
 
 
@@ -317,7 +304,7 @@ class NumpyBackend:
         return self._loss_and_grad(spec, theta, X, y, step, weights)
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
-                    step_losses, step_correct, strategy, n_workers=1):
+                    step_losses, step_correct, strategy, n_workers=1, first_step=0):
         code = data.code
         labels = code == _kl.CE_LABELS
         weighted = data.weights.shape[0] > 0
@@ -339,7 +326,7 @@ class NumpyBackend:
             w = data.weights[rows] if weighted else None
             norm = float(data.weights[perm[start:start + r]].sum()) if weighted else float(r)
             if norm == 0:
-                raise_zero_weight(s)
+                raise_zero_weight(first_step + s)
             t = state["t"] + s - step_begin + 1
             Ws, bs = reference.layer_views(theta, spec.sizes)
             with np.errstate(over="ignore", invalid="ignore"):

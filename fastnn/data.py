@@ -16,6 +16,7 @@ state it started from).
 """
 
 import ctypes
+import math
 import mmap
 from typing import NamedTuple
 
@@ -320,34 +321,123 @@ def bad_label_error(src, row, n_classes):
 
 #: ``shuffle="block"``: rows per block are chosen so a block is about this many bytes.
 BLOCK_BYTES = 1 << 20
+#: ... of at most this many rows (784-byte rows: 1,337 a block) ...
+BLOCK_MAX_ROWS = 4096
 #: ... and this many consecutive blocks (in the epoch's block order) are shuffled together.
 BLOCKS_PER_BUFFER = 16
+#: ``shuffle=True`` over at most this many rows draws numpy's permutation and
+#: holds it (8 bytes a row, 512 KiB at most); over more, a keyed permutation
+#: is computed a block of steps at a time, so the memory a fit needs does not
+#: grow with the rows (:class:`KeyedOrder`).
+PERMUTATION_ROWS = 1 << 16
 
 SHUFFLE_MODES = (True, False, "block")
 
 
-def block_permutation(rng, n, row_bytes, batch_size):
-    """A full permutation that reads a file in blocks: each epoch's order for ``"block"``.
+class HeldOrder:
+    """An epoch's sample order held as one array (``rows`` slices it)."""
+
+    def __init__(self, perm):
+        self.perm = np.ascontiguousarray(perm, np.int64)
+        self.n = self.perm.shape[0]
+
+    def rows(self, start, stop):
+        """Positions ``start:stop`` of the order: the rows read there (int64)."""
+        return self.perm[start:stop]
+
+
+class InOrder:
+    """``0 .. n-1`` (``shuffle=False``), computed by the slice."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def rows(self, start, stop):
+        return np.arange(start, min(stop, self.n), dtype=np.int64)
+
+
+class KeyedOrder:
+    """A seeded uniform-looking permutation of ``0 .. n-1``, computed where asked.
+
+    Position ``i`` maps to row ``f(i)``, where ``f`` is a Feistel network of
+    ``ROUNDS`` rounds over ``Z_a x Z_b`` (``a = ceil(sqrt(n))``, ``b =
+    ceil(n / a)``; each round adds a splitmix64 hash of one half, keyed per
+    round and per epoch, to the other modulo its size: a bijection) walked
+    until it lands below ``n`` (cycle walking, a bijection of ``0 .. n-1``;
+    ``a b - n < a``, so almost every position needs one pass;
+    ``kernels.order``). Every row comes once an epoch, in an order that
+    depends on the keys only, and any stretch of it costs time and memory in
+    its length, not in ``n``.
+    """
+
+    ROUNDS = 6
+
+    def __init__(self, rng, n):
+        self.n = n
+        self.keys = rng.integers(0, 2 ** 63, size=self.ROUNDS, dtype=np.uint64)
+        self.a = max(1, math.isqrt(max(n - 1, 0)) + 1)
+        self.b = -(-n // self.a)
+
+    def rows(self, start, stop):
+        from .kernels.order import keyed_rows
+
+        out = np.empty(max(0, min(stop, self.n) - start), np.int64)
+        keyed_rows(start, self.n, self.a, self.b, self.keys, out)
+        return out
+
+
+class BlockOrder:
+    """``shuffle="block"``: a permutation that reads a file in blocks.
 
     The rows are cut into blocks of contiguous rows (``BLOCK_BYTES`` each, at
     least one batch), the blocks are permuted, and every window of
     ``BLOCKS_PER_BUFFER`` consecutive blocks in that order is shuffled as one
-    buffer. Every row comes once an epoch; a window's rows sit in a few
-    MiB of the file, which the page cache holds while the window is read.
+    buffer (each window by its own seed). Every row comes once an epoch; a
+    window's rows sit in a few MiB of the file, which the page cache holds
+    while the window is read. Only the block order and one seed a window are
+    held (a few bytes per MiB of data); a window's rows are drawn when its
+    positions are first asked for.
     """
-    rows = block_rows(row_bytes, batch_size)
-    n_blocks = -(-n // rows)
-    order = rng.permutation(n_blocks)
-    starts = order * rows
-    lengths = np.minimum(rows, n - starts)
-    # The rows of the blocks in the permuted block order, then a random key per row
-    # within its window of blocks.
-    block_of_row = np.repeat(np.arange(n_blocks), lengths)
-    offsets = np.arange(n) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    sequence = np.repeat(starts, lengths) + offsets
-    window = block_of_row // BLOCKS_PER_BUFFER
-    keys = window + rng.random(n)
-    return sequence[np.argsort(keys, kind="stable")].astype(np.int64)
+
+    def __init__(self, rng, n, row_bytes, batch_size):
+        self.n = n
+        self.block = block_rows(row_bytes, batch_size)
+        n_blocks = -(-n // self.block)
+        self.starts = rng.permutation(n_blocks).astype(np.int64) * self.block
+        self.lengths = np.minimum(self.block, n - self.starts)
+        n_windows = -(-n_blocks // BLOCKS_PER_BUFFER)
+        self.seeds = rng.integers(0, 2 ** 63, size=n_windows)
+        # Where each window's positions begin in the epoch.
+        ends = np.cumsum(self.lengths)
+        self.window_starts = np.concatenate([[0], ends[BLOCKS_PER_BUFFER - 1::BLOCKS_PER_BUFFER]])
+        self._window = (-1, None)
+
+    def _window_rows(self, w):
+        if self._window[0] != w:
+            blocks = slice(w * BLOCKS_PER_BUFFER, (w + 1) * BLOCKS_PER_BUFFER)
+            rows = np.concatenate([np.arange(s, s + k, dtype=np.int64) for s, k in
+                                   zip(self.starts[blocks], self.lengths[blocks])])
+            self._window = (w, rows[np.random.default_rng(self.seeds[w]).permutation(
+                rows.shape[0])])
+        return self._window[1]
+
+    def rows(self, start, stop):
+        stop = min(stop, self.n)
+        pieces = []
+        w = int(np.searchsorted(self.window_starts, start, side="right")) - 1
+        while start < stop:
+            first = int(self.window_starts[w])
+            last = int(self.window_starts[w + 1]) if w + 1 < self.window_starts.shape[0] \
+                else self.n
+            take = min(stop, last)
+            pieces.append(self._window_rows(w)[start - first:take - first])
+            start, w = take, w + 1
+        return np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
+
+
+def block_permutation(rng, n, row_bytes, batch_size):
+    """The whole of one epoch's ``"block"`` order (:class:`BlockOrder`) as an array."""
+    return BlockOrder(rng, n, row_bytes, batch_size).rows(0, n)
 
 
 #: Rows of ``perm`` that :func:`read_order` sorts at a time.
@@ -388,8 +478,10 @@ def read_order(perm, batch_size, rank=0, size=1):
 
 
 def block_rows(row_bytes, batch_size):
-    """Rows per block of ``shuffle="block"``."""
-    return max(batch_size, BLOCK_BYTES // max(row_bytes, 1), 1)
+    """Rows per block of ``shuffle="block"``: ``BLOCK_BYTES`` of them, at most
+    ``BLOCK_MAX_ROWS`` (narrow rows: a window of blocks stays a bounded number of
+    rows, held as int64 while it is read), at least a batch."""
+    return max(batch_size, min(BLOCK_BYTES // max(row_bytes, 1), BLOCK_MAX_ROWS), 1)
 
 
 def blocks_of(rows, block):
@@ -399,9 +491,19 @@ def blocks_of(rows, block):
 
 
 def epoch_order(rng, n, shuffle, row_bytes, batch_size):
-    """The sample order of one epoch: a permutation (``True``), blocks (``"block"``) or 0..n-1."""
+    """The sample order of one epoch, an object whose ``rows(start, stop)`` gives positions
+    ``start:stop`` of it: a permutation (``True``: numpy's up to
+    :data:`PERMUTATION_ROWS` rows, else :class:`KeyedOrder`), blocks
+    (``"block"``, :class:`BlockOrder`) or ``0 .. n-1``.
+
+    Every draw comes from ``rng``, so a seed (or a checkpoint's generator
+    state) gives the same orders, and memory-mapped and in-memory data of
+    the same length the same batches.
+    """
     if shuffle is True:
-        return rng.permutation(n)
+        if n <= PERMUTATION_ROWS:
+            return HeldOrder(rng.permutation(n))
+        return KeyedOrder(rng, n)
     if shuffle == "block":
-        return block_permutation(rng, n, row_bytes, batch_size)
-    return np.arange(n)
+        return BlockOrder(rng, n, row_bytes, batch_size)
+    return InOrder(n)

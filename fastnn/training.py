@@ -161,10 +161,10 @@ def _fit(net, data, *, epochs, batch_size, optimizer, shuffle, verbose, validati
     net._writer = strategy.writer            # fastnn.save writes on the writer only
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
-        perm = _data.epoch_order(net._shuffle_rng, data.n, shuffle, data.X.row_bytes,
-                                 batch_size)
+        order = _data.epoch_order(net._shuffle_rng, data.n, shuffle, data.X.row_bytes,
+                                  batch_size)
         progress.start_epoch(epoch, steps)
-        failed_step = run.epoch(perm, progress, start)
+        failed_step = run.epoch(order, progress, start)
         if failed_step is not None:
             progress.close()
             history.nonfinite = {"epoch": epoch, "step": failed_step}
@@ -222,6 +222,8 @@ def _agree_rng(net, strategy):
 
 
 METRIC_ROWS = 65536     # rows forwarded at a time by metrics (bounded memory for maps)
+MAX_BLOCK_STEPS = 4096  # steps in one call of the backend at most,
+MAX_BLOCK_ROWS = 65536  # and rows (unless one batch is more): the order's stretch is this long
 
 
 def metrics(net, data, strategy):
@@ -274,16 +276,37 @@ class EpochRunner:
         self.windows_done = 0             # windows of blocks handed back to the OS
         self.batch_size, self.steps, self.optimizer = batch_size, steps, optimizer
         self.theta = net._theta
-        self.step_losses = np.empty(steps, np.float64)
-        self.step_correct = np.zeros(steps, np.int64)
-        self.weights = np.full(steps, batch_size, np.float64)
-        self.weights[-1] = data.n - (steps - 1) * batch_size
+        # One block's step losses and correct counts (the epoch keeps running sums, so
+        # nothing a fit holds grows with the rows).
+        block = min(steps, MAX_BLOCK_STEPS, max(1, MAX_BLOCK_ROWS // batch_size))
+        self.step_losses = np.empty(block, np.float64)
+        self.step_correct = np.zeros(block, np.int64)
+        self.loss_sum = self.correct_sum = self.seen = 0
 
-    def _call(self, perm, begin, end, threads=1):
+    def _rows_of(self, begin, end):
+        """The rows of steps ``begin .. end - 1`` (every batch full but the epoch's last)."""
+        return min(end * self.batch_size, self.data.n) - begin * self.batch_size
+
+    def _add_block(self, begin, end):
+        """Add steps ``begin .. end - 1`` (summed over processes) to the epoch's sums."""
+        k = end - begin
+        self.strategy.sum(self.step_losses[:k])
+        self.strategy.sum(self.step_correct[:k])
+        rows = np.full(k, self.batch_size, np.float64)
+        rows[-1] = self._rows_of(end - 1, end)
+        # In step order, one step at a time: the same sum whatever the blocks were.
+        for value in (self.step_losses[:k] * rows).tolist():
+            self.loss_sum += value
+        self.correct_sum += int(self.step_correct[:k].sum())
+        self.seen += self._rows_of(begin, end)
+
+    def _call(self, order, begin, end, threads=1):
+        """Steps ``begin .. end - 1``: the backend gets their stretch of the epoch's order."""
+        rows = order.rows(begin * self.batch_size, end * self.batch_size)
         completed = self.net.backend.train_steps(
-            self.net._spec, self.theta, self.data, perm, self.batch_size, begin, end,
-            self.optimizer, self.step_losses[begin:], self.step_correct[begin:],
-            self.strategy, threads)
+            self.net._spec, self.theta, self.data, rows, self.batch_size, 0, end - begin,
+            self.optimizer, self.step_losses, self.step_correct,
+            self.strategy, threads, first_step=begin)
         self.optimizer.state["t"] += completed
         return completed
 
@@ -301,70 +324,70 @@ class EpochRunner:
         return (_kt.all_finite(self.theta) and _kt.all_finite(state["s1"])
                 and _kt.all_finite(state["s2"]))
 
-    def epoch(self, perm, progress, start):
+    def epoch(self, order, progress, start):
         """Run every step; return None, or the index of the step that failed."""
         snap = self._snapshot()
         done = 0
         shown = start
         self.read_until = self.windows_done = 0
+        self.loss_sum = self.correct_sum = self.seen = 0
         while done < self.steps:
             threads, seconds = self.choice.next()
-            per_call = self.strategy.agree(self.choice.steps_for(threads, seconds))
+            per_call = self.strategy.agree(min(self.step_losses.shape[0],
+                                               self.choice.steps_for(threads, seconds)))
             stop = min(self.steps, done + per_call)
             if self.readahead:
-                self._read_ahead(perm, done, stop)
+                self._read_ahead(order, done, stop)
             began = time.perf_counter()
-            completed = self._call(perm, done, stop, threads)
+            completed = self._call(order, done, stop, threads)
             self.choice.record(threads, time.perf_counter() - began, completed)
             if completed < stop - done:
                 if self._finite():
                     return done + completed          # that step made no update
-                return self._replay(perm, snap, done + completed)
-            self.strategy.sum(self.step_losses[done:stop])
-            self.strategy.sum(self.step_correct[done:stop])
+                return self._replay(order, snap, done + completed)
+            self._add_block(done, stop)
             done = stop
             now = time.perf_counter()
             if progress.wants_updates and (now - shown >= 0.1 or done == self.steps):
                 shown = now
-                seen = float(self.weights[:done].sum())
-                progress.update(done, float(self.step_losses[:done] @ self.weights[:done] / seen),
-                                seen / max(now - start, 1e-9))
+                progress.update(done, self.loss_sum / self.seen,
+                                self.seen / max(now - start, 1e-9))
         if not self._finite():
-            return self._replay(perm, snap, self.steps - 1)
+            return self._replay(order, snap, self.steps - 1)
         return None
 
-    def _read_ahead(self, perm, done, stop):
+    def _read_ahead(self, order, done, stop):
         """``shuffle="block"`` from a memory map: ask the OS for the blocks up to one window
         past step ``stop``, and hand back those of the windows before step ``done``."""
         window = self.readahead * _data.BLOCKS_PER_BUFFER
-        until = min(perm.shape[0], stop * self.batch_size + window)
+        until = min(order.n, stop * self.batch_size + window)
         if until > self.read_until:
-            rows = perm[self.read_until:until]
+            rows = order.rows(self.read_until, until)
             _data.will_need(self.data.X.array, _data.blocks_of(rows, self.readahead))
             self.read_until = until
         finished = done * self.batch_size // window       # windows every step has passed
         if finished > self.windows_done:
-            rows = perm[self.windows_done * window:finished * window]
+            rows = order.rows(self.windows_done * window, finished * window)
             _data.done_with(self.data.X.array, _data.blocks_of(rows, self.readahead))
             self.windows_done = finished
 
-    def _replay(self, perm, snap, last):
+    def _replay(self, order, snap, last):
         """From the epoch's start, the first step (<= ``last``) after which the state is not finite."""
         self._restore(snap)
         for step in range(last + 1):
             before = self._snapshot()
-            if self._call(perm, step, step + 1) < 1 or not self._finite():
+            if self._call(order, step, step + 1) < 1 or not self._finite():
                 self._restore(before)
                 return step
-            self.strategy.sum(self.step_losses[step:step + 1])
-            self.strategy.sum(self.step_correct[step:step + 1])
+            self.strategy.sum(self.step_losses[:1])
+            self.strategy.sum(self.step_correct[:1])
         return last
 
     def mean_loss(self):
-        return float(self.step_losses @ self.weights / self.weights.sum())
+        return float(self.loss_sum / self.seen)
 
     def accuracy(self):
         """Running accuracy over the epoch's batches, each before its update."""
         net = self.net
         per_sample = net.n_outputs if net.loss.name == "binary_cross_entropy" else 1
-        return float(self.step_correct.sum() / (self.weights.sum() * per_sample))
+        return float(self.correct_sum / (self.seen * per_sample))

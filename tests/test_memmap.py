@@ -390,3 +390,107 @@ def test_read_order_in_pieces_equals_one_sort(monkeypatch, n, batch_size, rank, 
         slots = pieces[lo:hi]
         assert sorted(slots) == list(range(hi - lo))
         assert (np.diff(perm[lo + slots]) > 0).all()
+
+
+# ---- over many rows: an order computed a block at a time, memory that does not grow -------
+
+@pytest.mark.parametrize("n", [1, 2, 3, 97, 65_537, 250_000])
+def test_keyed_order_is_a_seeded_permutation_in_any_pieces(n):
+    order = data.KeyedOrder(np.random.default_rng(4), n)
+    whole = order.rows(0, n)
+    np.testing.assert_array_equal(np.sort(whole), np.arange(n))            # every row once
+    np.testing.assert_array_equal(data.KeyedOrder(np.random.default_rng(4), n).rows(0, n),
+                                  whole)                                     # seeded
+    cuts = np.unique(np.random.default_rng(n).integers(0, n + 1, 7).tolist() + [0, n])
+    np.testing.assert_array_equal(
+        np.concatenate([order.rows(a, b) for a, b in zip(cuts[:-1], cuts[1:])]), whole)
+    np.testing.assert_array_equal(order.rows(n - 1, n + 50), whole[n - 1:])  # clipped at n
+    if n > 1000:
+        other = data.KeyedOrder(np.random.default_rng(5), n).rows(0, n)
+        assert np.mean(other == whole) < 0.01                               # another seed
+        # Shuffled: no trace of the identity or of its neighbourhoods.
+        assert abs(np.corrcoef(np.arange(n), whole)[0, 1]) < 0.02
+        assert np.mean(np.abs(np.diff(whole)) < n / 100) < 0.03
+        # Each tenth of the positions takes about a tenth of every tenth of the rows.
+        counts = np.histogram2d(np.arange(n), whole, bins=10)[0]
+        assert counts.min() > 0.8 * n / 100 and counts.max() < 1.2 * n / 100
+
+
+def test_epoch_order_keeps_numpys_permutation_for_few_rows_and_keys_many():
+    small = data.epoch_order(np.random.default_rng(1), data.PERMUTATION_ROWS, True, 12, 32)
+    np.testing.assert_array_equal(small.rows(0, data.PERMUTATION_ROWS),
+                                  np.random.default_rng(1).permutation(data.PERMUTATION_ROWS))
+    big = data.epoch_order(np.random.default_rng(1), data.PERMUTATION_ROWS + 1, True, 12, 32)
+    assert isinstance(big, data.KeyedOrder)
+    assert isinstance(data.epoch_order(np.random.default_rng(1), 10 ** 6, "block", 784, 64),
+                      data.BlockOrder)
+    np.testing.assert_array_equal(data.epoch_order(None, 10, False, 12, 32).rows(3, 20),
+                                  np.arange(3, 10))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_keyed_order_maps_train_bit_identically_to_memory_and_resume(tmp_path, problem,
+                                                                    monkeypatch, backend):
+    monkeypatch.setattr(data, "PERMUTATION_ROWS", 50)          # 301 rows: the keyed order
+    X, y = problem
+    Xf = (X / 255).astype(np.float32)
+    X_map, y_map = mapped(write(tmp_path, "X", Xf)), mapped(write(tmp_path, "y", y))
+    a, b = net(backend=backend), net(backend=backend)
+    fit(a, X_map, y_map)
+    fit(b, Xf, y.astype(np.int64))
+    np.testing.assert_array_equal(a.get_params(), b.get_params())
+    first = net(backend=backend)
+    first.fit(X_map, y_map, epochs=1, batch_size=32, verbose=0, optimizer=fastnn.Adam(0.01),
+              checkpoint=tmp_path / "ck.npz")
+    resumed = net(backend=backend)
+    resumed.fit(X_map, y_map, epochs=3, batch_size=32, verbose=0, optimizer=fastnn.Adam(0.01),
+                resume=tmp_path / "ck.npz")
+    np.testing.assert_array_equal(resumed.get_params(), a.get_params())
+    # The order is not numpy's permutation: the same fit with it differs.
+    monkeypatch.setattr(data, "PERMUTATION_ROWS", 1 << 16)
+    c = net(backend=backend)
+    fit(c, X_map, y_map)
+    assert not np.array_equal(c.get_params(), a.get_params())
+
+
+def test_keyed_order_numba_equals_the_numpy_reference(tmp_path, problem, monkeypatch):
+    monkeypatch.setattr(data, "PERMUTATION_ROWS", 50)
+    X, y = problem
+    X_map = mapped(write(tmp_path, "X", X))
+    a, b = net((1 / 255, 0.0), dtype="float64"), net((1 / 255, 0.0), dtype="float64",
+                                                    backend="numpy")
+    fit(a, X_map, y, optimizer=fastnn.SGD(0.1))
+    fit(b, X_map, y, optimizer=fastnn.SGD(0.1))
+    np.testing.assert_allclose(a.get_params(), b.get_params(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shuffle", [True, "block"])
+def test_memory_of_a_fit_on_a_map_does_not_grow_with_the_rows(tmp_path, shuffle):
+    """numpy's allocations at their peak during fit, for N and 10 N rows of a map.
+
+    Before the orders were computed a block at a time, the epoch's
+    permutation, read order and per-step arrays grew by about 33 bytes a row
+    (57 MiB more at 10 N here); now a fit holds one block's stretch of the
+    order and its read order (``MAX_BLOCK_ROWS`` rows at most).
+    """
+    import tracemalloc
+
+    peaks = []
+    for n in (200_000, 2_000_000):          # past the block's cap of rows (MAX_BLOCK_ROWS)
+        rng = np.random.default_rng(n)
+        X = np.lib.format.open_memmap(tmp_path / f"X{n}.npy", mode="w+", dtype=np.uint8,
+                                      shape=(n, 8))
+        X[:] = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+        X.flush()
+        np.save(tmp_path / f"y{n}.npy", rng.integers(0, 2, n).astype(np.uint8))
+        X_map, y_map = mapped(tmp_path / f"X{n}.npy"), mapped(tmp_path / f"y{n}.npy")
+        model = fastnn.Network([fastnn.Rescaling(1 / 255), fastnn.Dense(8, 4, "relu"),
+                                fastnn.Dense(4, 2)], seed=0, threads=1)
+        model.fit(X_map[:500], y_map[:500], epochs=1, batch_size=64, verbose=0)  # buffers
+        tracemalloc.start()
+        try:
+            model.fit(X_map, y_map, epochs=2, batch_size=64, shuffle=shuffle, verbose=0)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] - peaks[0] < 1 << 20, peaks
