@@ -49,7 +49,7 @@ class NumbaBackend:
         status = np.zeros(2 * n_workers, np.int64)
         next_chunk = np.zeros(1, np.int64)
         scale, offset, rescale = _rescale_args(spec)
-        ftiles = tile_plan(spec.sizes, rows)[0]
+        ftiles = predict_tiles(spec.sizes, rows)
 
         def call(worker):
             return _kt.predict_raw(worker, n_workers, next_chunk, src.values,
@@ -183,12 +183,16 @@ def _labels_and_targets(spec, data):
 #: Rows of a predict chunk: every chunk of a network has one shape (the last
 #: one padded), so predictions do not depend on the batch (see
 #: kernels.forward.predict_raw). Narrow networks use small chunks, whose
-#: products fit OpenBLAS's small-matrix kernel; wide ones large chunks, over
-#: which the packed kernel's packing pays (at 784-1024-1024-10 one core did 37
-#: GFLOP/s with 16-row chunks, 79 with 64 and 92 with 128). A single-row
-#: predict computes one whole chunk.
+#: products fit OpenBLAS's small-matrix kernel (cut in tiles as the training
+#: step's are); wide ones large chunks, one product a layer, over which the
+#: packed kernel's packing pays. Measured on 10,000 rows against one product
+#: a layer over all of them (``benchmarks/predict_cost.py``, one core): at
+#: 784-128-64-10, 16-row chunks in tiles 1.03-1.07x (the same untiled 1.8x,
+#: 256 rows 1.04-1.07x); at 784-1024-1024-10, 128-row chunks in tiles 1.21x,
+#: untiled 1.19x, 256 rows untiled 1.05x. A single-row predict computes one
+#: whole chunk.
 PREDICT_ROWS = 16
-WIDE_PREDICT_ROWS = 128
+WIDE_PREDICT_ROWS = 256
 
 
 def predict_rows(sizes):
@@ -196,6 +200,18 @@ def predict_rows(sizes):
     small = all(PREDICT_ROWS * a * b <= SMALL_PRODUCT * MAX_SMALL_TILES
                 for a, b in zip(sizes[:-1], sizes[1:]))
     return PREDICT_ROWS if small else WIDE_PREDICT_ROWS
+
+
+def predict_tiles(sizes, rows):
+    """Tiles of each layer's output columns in a predict chunk of ``rows`` rows (int64).
+
+    Threads share predict by whole chunks, so tiles only serve the
+    small-matrix kernel: the training step's plan for small chunks, one
+    product a layer for large ones.
+    """
+    if rows >= WIDE_PREDICT_ROWS:
+        return np.ones(len(sizes) - 1, np.int64)
+    return tile_plan(sizes, rows)[0]
 
 
 #: OpenBLAS computes a product of at most this many multiply-adds (M * N * K)
