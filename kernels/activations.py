@@ -14,6 +14,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from ._config import JIT
+from .team import row
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = 0, 1, 2, 3, 4
 LEAKY_SLOPE = 0.01
@@ -170,10 +171,11 @@ def bias_activation(u, b, code):
     zero, one, slope = u.dtype.type(0), u.dtype.type(1), u.dtype.type(LEAKY_SLOPE)
     check = zero
     for i in range(n):
+        ui = row(u, i)                  # unit stride known: the loop vectorizes
         for j in range(m):
-            v = u[i, j] + b[j]
+            v = ui[j] + b[j]
             check += v * zero
-            u[i, j] = activate(v, code, zero, one, slope)
+            ui[j] = activate(v, code, zero, one, slope)
     return check == zero
 
 
@@ -193,5 +195,6 @@ def activation_backward(delta, h, code):
     n, m = delta.shape
     zero, one, slope = h.dtype.type(0), h.dtype.type(1), h.dtype.type(LEAKY_SLOPE)
     for i in range(n):
+        di, hi = row(delta, i), row(h, i)
         for j in range(m):
-            delta[i, j] *= derivative(h[i, j], code, zero, one, slope)
+            di[j] *= derivative(hi[j], code, zero, one, slope)

@@ -9,6 +9,7 @@ from numba import njit
 from ._config import JIT
 from .activations import activation_backward, bias_activation
 from .blas import gemm
+from .team import row
 
 
 @njit(**JIT)
@@ -34,8 +35,9 @@ def column_sums(delta, db):
     """``db[j] = sum_i delta[i, j]`` (the bias gradient)."""
     db[:] = 0
     for i in range(delta.shape[0]):
+        di = row(delta, i)
         for j in range(delta.shape[1]):
-            db[j] += delta[i, j]
+            db[j] += di[j]
 
 
 @njit(**JIT)
@@ -86,5 +88,6 @@ def dense_sgd_step(x, delta, W, b, lr, weight_decay):
     for j in range(b.shape[0]):
         b[j] *= keep
     for i in range(delta.shape[0]):
+        di = row(delta, i)
         for j in range(delta.shape[1]):
-            b[j] -= rate * delta[i, j]
+            b[j] -= rate * di[j]

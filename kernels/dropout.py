@@ -12,6 +12,7 @@ from numba import njit
 
 from ._config import JIT
 from .activations import LEAKY_SLOPE, derivative
+from .team import row
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -51,9 +52,10 @@ def dropout_forward(h, rate, seed, step, layer, row0, width, col0):
     scale = h.dtype.type(1.0 / (1.0 - rate))
     zero = h.dtype.type(0)
     for i in range(n):
+        hi = row(h, i)
         for j in range(m):
             keep = uniform(seed, step, layer, (row0 + i) * width + col0 + j) >= rate
-            h[i, j] = h[i, j] * scale if keep else zero
+            hi[j] = hi[j] * scale if keep else zero
 
 
 @njit(**JIT)
@@ -70,8 +72,9 @@ def dropout_backward(delta, h, code, rate, seed, step, layer, row0, width, col0)
     scale, keep_fraction = dt(1.0 / (1.0 - rate)), dt(1.0 - rate)
     zero, one, slope = dt(0), dt(1), dt(LEAKY_SLOPE)
     for i in range(n):
+        di, hi = row(delta, i), row(h, i)
         for j in range(m):
             if uniform(seed, step, layer, (row0 + i) * width + col0 + j) >= rate:
-                delta[i, j] *= scale * derivative(h[i, j] * keep_fraction, code, zero, one, slope)
+                di[j] *= scale * derivative(hi[j] * keep_fraction, code, zero, one, slope)
             else:
-                delta[i, j] = zero
+                di[j] = zero

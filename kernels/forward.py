@@ -13,7 +13,7 @@ from numba.extending import overload
 from ._config import JIT
 from .gather import convert_rows
 from .step import forward_tiles, layer_offsets
-from .team import atomic_add, flat, matrix
+from .team import atomic_add, flat, matrix, row
 
 
 def same_dtype(a, b):
@@ -128,8 +128,9 @@ def predict_raw(worker, n_workers, next_chunk, X, Xp, Xi, Xd, scale, offset, res
                                 team)
         h = matrix(hmine, hoff[L - 1], r, sizes[L], sizes[L])
         for i in range(r):
+            oi, hi = row(out, start + i), row(h, i)
             for j in range(h.shape[1]):
-                out[start + i, j] = h[i, j]
+                oi[j] = hi[j]
     status[2 * worker + 1] = 1 if ok else 0
     return ok
 

@@ -38,6 +38,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from ._config import JIT
+from .team import row
 
 # Exact arithmetic for the conversions (see the module docstring).
 EXACT = dict(JIT, fastmath=False)
@@ -129,17 +130,18 @@ def gather_rows(X, perm, start, r, out, scale, offset, rescale, order):
             prefetch_row(X, perm[ahead])
         i = order[k] if ordered else k
         src = perm[start + i]
+        xs, oi = row(X, src), row(out, i)         # unit strides: the copy vectorizes
         bad = False
         if rescale:
             for j in range(m):
-                v = out.dtype.type(X[src, j])
+                v = out.dtype.type(xs[j])
                 bad |= v - v != 0
-                out[i, j] = v * s + o
+                oi[j] = v * s + o
         else:
             for j in range(m):
-                v = out.dtype.type(X[src, j])
+                v = out.dtype.type(xs[j])
                 bad |= v - v != 0
-                out[i, j] = v
+                oi[j] = v
         if check and bad and (found < 0 or src * m < found):
             # The converted value (before rescaling) is what was not finite.
             for j in range(m):

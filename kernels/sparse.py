@@ -23,6 +23,7 @@ depend on the other rows it is computed with.
 from numba import njit
 
 from ._config import JIT
+from .team import row
 
 
 @njit(**JIT)
@@ -69,15 +70,16 @@ def csr_product(indptr, indices, data, row0, W, u):
     last = indptr.shape[0] - 1
     zero = u.dtype.type(0)
     for i in range(u.shape[0]):
+        ui = row(u, i)                      # unit strides: the row loops vectorize
         for j in range(u.shape[1]):
-            u[i, j] = zero
-        row = row0 + i
-        if row < last:
-            for p in range(indptr[row], indptr[row + 1]):
+            ui[j] = zero
+        src = row0 + i
+        if src < last:
+            for p in range(indptr[src], indptr[src + 1]):
                 v = data[p]
-                c = indices[p]
+                wc = row(W, indices[p])
                 for j in range(u.shape[1]):
-                    u[i, j] += v * W[c, j]
+                    ui[j] += v * wc[j]
 
 
 @njit(**JIT)
@@ -95,15 +97,18 @@ def csr_weight_gradient(bp, bi, bd, r, i0, i1, delta, g):
     """
     zero = g.dtype.type(0)
     for a in range(g.shape[0]):
+        ga = row(g, a)
         for j in range(g.shape[1]):
-            g[a, j] = zero
+            ga[j] = zero
     for i in range(r):
+        di = row(delta, i)
         for p in range(bp[i], bp[i + 1]):
             c = bi[p]
             if c >= i0 and c < i1:
                 v = bd[p]
+                gc = row(g, c - i0)
                 for j in range(g.shape[1]):
-                    g[c - i0, j] += v * delta[i, j]
+                    gc[j] += v * di[j]
 
 
 @njit(**JIT)
@@ -112,5 +117,6 @@ def sgd_from_gradient(W, g, lr, weight_decay):
     rate = W.dtype.type(lr)
     keep = W.dtype.type(1.0 - lr * weight_decay)
     for a in range(W.shape[0]):
+        wa, ga = row(W, a), row(g, a)
         for j in range(W.shape[1]):
-            W[a, j] = keep * W[a, j] - rate * g[a, j]
+            wa[j] = keep * wa[j] - rate * ga[j]

@@ -52,7 +52,7 @@ from .mpi import allreduce
 from .optimizers import (CLIP_NORM, LR, MOMENTUM, SGD, WEIGHT_DECAY, clip_scale, clips,
                          optimizer_update, squared_norm, update_scaled)
 from .sparse import csr_product, csr_weight_gradient, gather_csr, sgd_from_gradient
-from .team import barrier, matrix
+from .team import barrier, matrix, row
 
 # ``status[0]`` after ``train_steps`` stops early: why (``status[1]``: the step).
 STOP_NONFINITE, STOP_ZERO_WEIGHT, STOP_BAD_X, STOP_BAD_Y, STOP_PEER_BAD_INPUT = range(5)
@@ -131,8 +131,9 @@ def _sgd_bias(delta, b, lr, weight_decay):
     for j in range(b.shape[0]):
         b[j] *= keep
     for i in range(delta.shape[0]):
+        di = row(delta, i)
         for j in range(delta.shape[1]):
-            b[j] -= rate * delta[i, j]
+            b[j] -= rate * di[j]
 
 
 @njit(**JIT)

@@ -188,3 +188,36 @@ def flat(typingctx, array):
         return impl_ret_borrowed(context, builder, out, view._getvalue())
 
     return sig, codegen
+
+
+@intrinsic
+def row(typingctx, array, i):
+    """Row ``i`` of a 2-D ``array`` whose rows are contiguous, as a 1-D 'C' array (no checks).
+
+    Every 2-D array of the kernels has contiguous rows (a :func:`matrix`
+    view, a C array), but a :func:`matrix` view's type is 'A' layout: its
+    strides are only known at run time, and LLVM left loops over ``a[i, j]``
+    scalar and slow (``bias_activation`` over 64 x 128 float32 took 27 us).
+    Over ``row(a, i)[j]`` the stride is known to be one element, and the same
+    loop vectorizes (0.7 us).
+    """
+    if not (isinstance(array, types.Array) and array.ndim == 2):
+        return None
+    out = types.Array(array.dtype, 1, "C")
+    sig = out(array, types.intp)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(out)(context, builder)
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(array.dtype)))
+        shape = cgutils.unpack_tuple(builder, src.shape, 2)
+        strides = cgutils.unpack_tuple(builder, src.strides, 2)
+        base = builder.bitcast(src.data, ir.IntType(8).as_pointer())
+        data = builder.bitcast(builder.gep(base, [builder.mul(args[1], strides[0])]),
+                               src.data.type)
+        context.populate_array(view, data=data, shape=[shape[1]], strides=[itemsize],
+                               itemsize=itemsize, meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, out, view._getvalue())
+
+    return sig, codegen
