@@ -140,6 +140,22 @@ def barrier(state, n_threads):
             sleep = min(MAX_SLEEP_US, 2 * sleep)
 
 
+def _view(context, builder, out, src_type, src_value, place):
+    """A view of type ``out`` over the memory of the array ``src_value``, built in codegen.
+
+    ``place(src, itemsize)`` gives the view's ``(data, shape, strides)`` from
+    the source array's struct and the element size (an LLVM intp).
+    """
+    src = context.make_array(src_type)(context, builder, src_value)
+    view = context.make_array(out)(context, builder)
+    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
+        context.get_data_type(out.dtype)))
+    data, shape, strides = place(src, itemsize)
+    context.populate_array(view, data=data, shape=shape, strides=strides, itemsize=itemsize,
+                           meminfo=src.meminfo, parent=src.parent)
+    return impl_ret_borrowed(context, builder, out, view._getvalue())
+
+
 @intrinsic
 def matrix(typingctx, buf, offset, rows, cols, ld):
     """The ``rows x cols`` view of the flat ``buf`` starting at ``offset``, rows ``ld`` apart.
@@ -154,16 +170,9 @@ def matrix(typingctx, buf, offset, rows, cols, ld):
     sig = out(buf, types.intp, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        buf_arg, off, nrows, ncols, stride = args
-        src = context.make_array(signature.args[0])(context, builder, buf_arg)
-        view = context.make_array(out)(context, builder)
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
-            context.get_data_type(buf.dtype)))
-        data = builder.gep(src.data, [off])
-        context.populate_array(view, data=data, shape=[nrows, ncols],
-                               strides=[builder.mul(stride, itemsize), itemsize],
-                               itemsize=itemsize, meminfo=src.meminfo, parent=src.parent)
-        return impl_ret_borrowed(context, builder, out, view._getvalue())
+        _, off, nrows, ncols, stride = args
+        return _view(context, builder, out, signature.args[0], args[0], lambda src, size: (
+            builder.gep(src.data, [off]), [nrows, ncols], [builder.mul(stride, size), size]))
 
     return sig, codegen
 
@@ -177,15 +186,10 @@ def flat(typingctx, array):
     sig = out(array)
 
     def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, args[0])
-        view = context.make_array(out)(context, builder)
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
-            context.get_data_type(array.dtype)))
-        shape = cgutils.unpack_tuple(builder, src.shape, 2)
-        context.populate_array(view, data=src.data, shape=[builder.mul(shape[0], shape[1])],
-                               strides=[itemsize], itemsize=itemsize, meminfo=src.meminfo,
-                               parent=src.parent)
-        return impl_ret_borrowed(context, builder, out, view._getvalue())
+        def place(src, size):
+            rows, cols = cgutils.unpack_tuple(builder, src.shape, 2)
+            return src.data, [builder.mul(rows, cols)], [size]
+        return _view(context, builder, out, signature.args[0], args[0], place)
 
     return sig, codegen
 
@@ -207,17 +211,13 @@ def row(typingctx, array, i):
     sig = out(array, types.intp)
 
     def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, args[0])
-        view = context.make_array(out)(context, builder)
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
-            context.get_data_type(array.dtype)))
-        shape = cgutils.unpack_tuple(builder, src.shape, 2)
-        strides = cgutils.unpack_tuple(builder, src.strides, 2)
-        base = builder.bitcast(src.data, ir.IntType(8).as_pointer())
-        data = builder.bitcast(builder.gep(base, [builder.mul(args[1], strides[0])]),
-                               src.data.type)
-        context.populate_array(view, data=data, shape=[shape[1]], strides=[itemsize],
-                               itemsize=itemsize, meminfo=src.meminfo, parent=src.parent)
-        return impl_ret_borrowed(context, builder, out, view._getvalue())
+        def place(src, size):
+            cols = cgutils.unpack_tuple(builder, src.shape, 2)[1]
+            pitch = cgutils.unpack_tuple(builder, src.strides, 2)[0]
+            base = builder.bitcast(src.data, ir.IntType(8).as_pointer())
+            data = builder.bitcast(builder.gep(base, [builder.mul(args[1], pitch)]),
+                                   src.data.type)
+            return data, [cols], [size]
+        return _view(context, builder, out, signature.args[0], args[0], place)
 
     return sig, codegen
