@@ -25,6 +25,8 @@ CASES = {
     "sgd": lambda: SGD(lr=0.1),
     "sgd_weight_decay": lambda: SGD(lr=0.1, weight_decay=0.05),
     "sgd_momentum": lambda: SGD(lr=0.1, momentum=0.9),
+    # Dampening 0, no Nesterov: the step keeps the momentum buffer in the gradient's product.
+    "sgd_momentum_wd": lambda: SGD(lr=0.1, momentum=0.9, weight_decay=0.05),
     "sgd_nesterov": lambda: SGD(lr=0.1, momentum=0.9, nesterov=True),
     "sgd_wd_dampening": lambda: SGD(lr=0.1, momentum=0.8, dampening=0.3, weight_decay=0.05),
     "adam": lambda: Adam(lr=0.01, betas=(0.8, 0.95), eps=1e-6),
