@@ -280,8 +280,15 @@ def worker(args):
 
     dtypes = tuple(args.dtypes.split(","))
     if args.workload == "warmup":
+        import inspect
+
+        # Every compile in this process, where it is timed (a parallel warmup would
+        # compile part of it in children and load that here as cache hits).
+        serial = {"processes": 1} if "processes" in inspect.signature(fastnn.warmup).parameters \
+            else {}
+
         def workload():
-            fastnn.warmup(dtypes=dtypes)
+            fastnn.warmup(dtypes=dtypes, **serial)
     elif args.workload == "epoch":
         def workload():
             epoch_workload(dtype=dtypes[0])
