@@ -4,10 +4,11 @@
 permutation array: position ``i`` of an epoch's order maps to row ``f(i)``,
 ``f`` a Feistel network over ``Z_a x Z_b`` (``a b >= n``) walked until it
 lands below ``n`` (cycle walking). Each round adds a splitmix64 hash of one
-half, keyed per round, to the other half modulo its size, which is
-invertible; an even number of rounds returns to ``Z_a x Z_b``, so ``f`` is a
-bijection of ``0 .. a b - 1`` and, walked, of ``0 .. n-1``. In numpy the same
-arithmetic took about 100 ns a row; here it takes a few.
+half, keyed per round and scaled into the other half's range, to the other
+half modulo its size, which is invertible; an even number of rounds returns
+to ``Z_a x Z_b``, so ``f`` is a bijection of ``0 .. a b - 1`` and, walked, of
+``0 .. n-1``. In numpy the same arithmetic took about 100 ns a row; here
+about 20 (numpy's own ``permutation``: 10-40 ns a row on the same machine).
 """
 
 import numpy as np
