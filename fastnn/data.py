@@ -410,16 +410,23 @@ class BlockOrder:
         # Where each window's positions begin in the epoch.
         ends = np.cumsum(self.lengths)
         self.window_starts = np.concatenate([[0], ends[BLOCKS_PER_BUFFER - 1::BLOCKS_PER_BUFFER]])
-        self._window = (-1, None)
+        self._windows = {}
+
+    #: Windows kept drawn: a block of steps asks for the one it trains on, the read-ahead
+    #: for the next and the page hand-back for the one before.
+    KEPT_WINDOWS = 3
 
     def _window_rows(self, w):
-        if self._window[0] != w:
+        rows = self._windows.get(w)
+        if rows is None:
             blocks = slice(w * BLOCKS_PER_BUFFER, (w + 1) * BLOCKS_PER_BUFFER)
             rows = np.concatenate([np.arange(s, s + k, dtype=np.int64) for s, k in
                                    zip(self.starts[blocks], self.lengths[blocks])])
-            self._window = (w, rows[np.random.default_rng(self.seeds[w]).permutation(
-                rows.shape[0])])
-        return self._window[1]
+            rows = rows[np.random.default_rng(self.seeds[w]).permutation(rows.shape[0])]
+            self._windows[w] = rows
+            if len(self._windows) > self.KEPT_WINDOWS:
+                del self._windows[next(iter(self._windows))]      # the oldest drawn
+        return rows
 
     def rows(self, start, stop):
         stop = min(stop, self.n)
