@@ -121,7 +121,7 @@ class NumbaBackend:
                        np.zeros(_kteam.TEAM_STATE_SIZE, np.int64),
                        np.zeros(_ks.SLOT * n_workers, np.int64),
                        np.zeros(max(-(-theta.size // _ks.UPDATE_CHUNK),
-                                    int(np.sum(btiles)) + len(btiles))),
+                                    _ks.norm_slots(spec.sizes, btiles))),
                        ftiles, btiles, _batch_csr(batch_size, nnz, spec.dtype))
             self._train_buffers = {key: buffers}
         (hbuf, dbuf, grad, gsum, xb, yb, tb, wb, status, team_state, shared, norms, ftiles,
