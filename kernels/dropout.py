@@ -18,7 +18,8 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @njit(inline="always", **JIT)
-def _mix(z):
+def splitmix64(z):
+    """splitmix64's finalizer of the uint64 ``z`` (a bijection that mixes every bit)."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -27,8 +28,8 @@ def _mix(z):
 @njit(inline="always", **JIT)
 def uniform(seed, step, layer, index):
     """A uniform float64 in [0, 1) determined by its four integer arguments."""
-    z = _mix(np.uint64(seed) * _GOLDEN + np.uint64(step))
-    z = _mix(z + np.uint64(layer) * _GOLDEN + np.uint64(index))
+    z = splitmix64(np.uint64(seed) * _GOLDEN + np.uint64(step))
+    z = splitmix64(z + np.uint64(layer) * _GOLDEN + np.uint64(index))
     return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 

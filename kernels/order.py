@@ -15,18 +15,7 @@ import numpy as np
 from numba import njit
 
 from ._config import JIT
-
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-@njit(inline="always", **JIT)
-def _mix(x, key):
-    """splitmix64's finalizer of ``x + key`` (uint64, wrapping)."""
-    z = x + key
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
+from .dropout import splitmix64
 
 
 @njit(inline="always", **JIT)
@@ -37,7 +26,7 @@ def _bijection(x, a, b, keys):
         size = a if k % 2 == 0 else b
         # The hash's top 32 bits scaled into [0, size) by a multiply (size < 2**32 for
         # any n < 2**64): a division a round cost 5x the whole round.
-        h = ((_mix(right, keys[k]) >> np.uint64(32)) * size) >> np.uint64(32)
+        h = ((splitmix64(right + keys[k]) >> np.uint64(32)) * size) >> np.uint64(32)
         s = left + h
         if s >= size:
             s -= size
