@@ -35,13 +35,20 @@ N_HYPER = 11
 NORM_EPS = 1e-6
 
 
+# squared_norm's blocks: each block's squares are summed in the gradient's dtype.
+NORM_BLOCK = 1024
+
+
 @njit(**JIT)
 def squared_norm(g, start, stop):
-    """``sum g[start:stop]**2``, accumulated in float64 (one piece of a global norm).
+    """``sum g[start:stop]**2``: float64 over blocks summed in ``g``'s dtype.
 
-    Under fastmath LLVM squares float32 entries in float32 before widening
-    (relative error ~1e-7 per square, as PyTorch's float32 norm); float64 is
-    float64 throughout.
+    Each block of ``NORM_BLOCK`` entries is summed in the gradient's dtype
+    (LLVM keeps 64 float32 partial sums in vector registers, so each adds up
+    16 squares) and added to a float64 total: twice as fast as widening every
+    square (5 against 11 us for 109k float32), with a relative error of about
+    1e-7 for float32 (PyTorch's float32 norm is float32 throughout); float64
+    is float64 throughout.
 
     Parameters
     ----------
@@ -50,13 +57,19 @@ def squared_norm(g, start, stop):
     start, stop : int
         The entries summed (a distributed ``g`` carries a flag after the gradient).
     """
-    # A loop over a slice from 0: indices LLVM knows are not negative, so it
+    # Loops over slices from 0: indices LLVM knows are not negative, so it
     # vectorizes with plain loads (over ``range(start, stop)`` it gathered, 4x slower).
     piece = g[start:stop]
+    n = piece.shape[0]
+    zero = g.dtype.type(0)
     total = 0.0
-    for i in range(piece.shape[0]):
-        v = float(piece[i])
-        total += v * v
+    for b0 in range(0, n, NORM_BLOCK):
+        block = piece[b0:min(n, b0 + NORM_BLOCK)]
+        part = zero
+        for i in range(block.shape[0]):
+            v = block[i]
+            part += v * v
+        total += float(part)
     return total
 
 
