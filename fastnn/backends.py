@@ -5,17 +5,90 @@ Both see the network the same way: a flat parameter vector ``theta`` (see
 activation as the kernels apply it (identity on a fused-loss output layer).
 """
 
+import inspect
+
 import numpy as np
+from numba import types as _nbtypes
+from numba.core.typing.typeof import Purpose, typeof
 
 from . import reference
 from .data import NO_WEIGHTS, DataError, bad_label_error, bad_value_error
 from . import data as _data
 from ._threads import team
+from .kernels import features as _kf
 from .kernels import losses as _kl
 from .kernels import optimizers as _ko
 from .kernels import step as _ks
 from .kernels import team as _kteam
 from .kernels import forward as _kt
+
+
+class Specialized:
+    """A kernel's entry point compiled for literal values of some of its arguments.
+
+    ``kernels.features``: the training step and predict can be compiled for
+    one configuration (loss, optimizer, optional parts), with those
+    arguments typed as literals, so that a run compiles only the kernels it
+    uses. numba's dispatcher would type them as plain ints (and compile
+    every kernel), so the signature is built here from the arguments' types
+    and compiled, or loaded from numba's cache, with ``Dispatcher.compile``;
+    the compiled entry point is then called directly.
+
+    Parameters
+    ----------
+    kernel : numba dispatcher
+    literal : sequence of str
+        The names of the arguments passed as literals (ints).
+    """
+
+    def __init__(self, kernel, literal):
+        self.kernel = kernel
+        names = list(inspect.signature(kernel.py_func).parameters)
+        self.literal = frozenset(names.index(name) for name in literal)
+        self._entries = {}
+
+    def entry(self, args, literal=True):
+        """The compiled entry point for ``args`` (compiled or loaded on first use).
+
+        ``literal=False``: the literal arguments typed as plain ints (the
+        generic entry point, which dispatches on them at run time).
+        """
+        sig = tuple(_nbtypes.literal(int(a)) if literal and i in self.literal
+                    else typeof(a, Purpose.argument) for i, a in enumerate(args))
+        entry = self._entries.get(sig)
+        if entry is None:
+            entry = self._entries[sig] = self.kernel.compile(sig)
+        return entry
+
+_TRAIN_STEPS = Specialized(_ks.train_steps, ("loss_code", "features", "opt_code"))
+_PREDICT_RAW = Specialized(_kt.predict_raw, ("features",))
+#: The (loss, optimizer) pairs whose training step is compiled on its own when the run
+#: uses none of the optional parts (``kernels.features``): the common first runs
+#: (classification and regression, SGD and Adam, and ``loss_and_gradients``) compile
+#: only their own kernels (about half of the step's cold compile). Every other
+#: configuration shares one generic step that dispatches at run time, so a test suite
+#: or a sweep over many configurations compiles it once, not once per configuration.
+LEAN_STEPS = frozenset((loss, opt) for loss in (_kl.CE_LABELS, _kl.MSE)
+                       for opt in (_ko.SGD, _ko.ADAM, _ks.NO_UPDATE))
+
+
+def _lean(loss_code, features, optimizer_code):
+    """Whether this run's step is compiled on its own (see ``LEAN_STEPS``)."""
+    return features == 0 and (int(loss_code), int(optimizer_code)) in LEAN_STEPS
+
+
+def _step_features(spec, optimizer_code, hyper, sparse, mpi_fn=0):
+    """``kernels.features``' bits of a run: what its compiled step contains.
+
+    From the values the step's own conditions test: ``hyper`` (momentum,
+    ``clip_norm``), the dropout rates, ``bp`` being a batch CSR, and the
+    allreduce address ``mpi[MPI_FN]`` (several processes).
+    """
+    update = optimizer_code != _ks.NO_UPDATE
+    return _kf.features_of(
+        momentum=optimizer_code == _ko.SGD and hyper[_ko.MOMENTUM] != 0,
+        dropout=bool(np.any(np.asarray(spec.rates) > 0)), sparse=sparse,
+        whole=update and (mpi_fn != 0 or hyper[_ko.CLIP_NORM] != 0))
 
 
 class NumbaBackend:
@@ -51,13 +124,15 @@ class NumbaBackend:
         scale, offset, rescale = _rescale_args(spec)
         ftiles = predict_tiles(spec.sizes, rows)
 
-        def call(worker):
-            return _kt.predict_raw(worker, n_workers, next_chunk, src.values,
-                                   *src.csr_arrays(spec.dtype), scale, offset, rescale, theta,
-                                   spec.sizes, spec.codes, ftiles, hbuf, xbuf, rows, out,
-                                   status)
+        features = _kf.SPARSE if src.sparse else 0
 
-        team().run(n_workers, call)
+        def args(worker):
+            return (worker, n_workers, next_chunk, src.values, *src.csr_arrays(spec.dtype),
+                    scale, offset, rescale, theta, spec.sizes, spec.codes, ftiles, hbuf, xbuf,
+                    rows, out, status, features)
+
+        entry = _PREDICT_RAW.entry(args(0))
+        team().run(n_workers, lambda worker: entry(*args(worker)))
         bad = [int(b) for b in status[0::2] if b >= 0]
         return out, bool(status[1::2].all()), (min(bad) if bad else -1)
 
@@ -89,15 +164,18 @@ class NumbaBackend:
             X = _writable(X, spec.dtype)
             bp, bi, bd = _data.NO_INDEX, _data.NO_INDEX, np.zeros(0, spec.dtype)
         losses, correct, status = np.zeros(1), np.zeros(1, np.int64), np.zeros(3, np.int64)
-        done = _ks.train_steps(
+        no_hyper = np.zeros(_ko.N_HYPER)
+        features = _step_features(spec, _ks.NO_UPDATE, no_hyper, bp.shape[0] > 0)
+        args = (
             0, 1, np.zeros(_kteam.TEAM_STATE_SIZE, np.int64), np.zeros(_ks.SLOT, np.int64),
             X, _data.NO_INDEX, _data.NO_INDEX, bd[:0], _no_labels(), _no_targets(spec), 1.0, 0.0,
             False, _NO_ORDER, w,
             np.arange(n), n, 0, 1, theta, spec.sizes, spec.codes, spec.rates, spec.seed,
-            loss_code, *tile_plan(spec.sizes, n), _ks.NO_UPDATE, np.zeros(_ko.N_HYPER), step - 1,
+            loss_code, features, *tile_plan(spec.sizes, n), _ks.NO_UPDATE, no_hyper, step - 1,
             grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), bp, bi, bd, yb, tb.reshape(-1),
             w if w.shape[0] else np.empty(n), True, np.zeros(1),
             losses, correct, 0, 1, np.zeros(4, np.int64), status)
+        done = _TRAIN_STEPS.entry(args, _lean(loss_code, features, _ks.NO_UPDATE))(*args)
         return (losses[0] if done else np.nan), grad[:theta.size]
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
@@ -137,18 +215,21 @@ class NumbaBackend:
         order = _data.read_order(perm, batch_size, strategy.rank, strategy.size) \
             if data.mapped else _NO_ORDER
 
-        def call(worker):
-            return _ks.train_steps(
-                worker, n_workers, team_state, shared,
-                data.X.values, *data.X.csr_arrays(spec.dtype), *_labels_and_targets(spec, data),
-                scale, offset, rescale, order,
-                data.weights, perm, batch_size, step_begin, step_end, theta,
-                spec.sizes, spec.codes, spec.rates, spec.seed, data.code, ftiles, btiles,
-                optimizer.code, hyper, state["t"], state["s1"], state["s2"], grad, gsum, hbuf,
-                dbuf, xb, bp, bi, bd, yb, tb, wb, False, norms, step_losses, step_correct, rank, size, mpi,
-                status)
+        features = _step_features(spec, optimizer.code, hyper, bp.shape[0] > 0,
+                                  mpi[_ks.MPI_FN])
 
-        completed = team().run(n_workers, call)
+        def args(worker):
+            return (worker, n_workers, team_state, shared,
+                    data.X.values, *data.X.csr_arrays(spec.dtype),
+                    *_labels_and_targets(spec, data), scale, offset, rescale, order,
+                    data.weights, perm, batch_size, step_begin, step_end, theta,
+                    spec.sizes, spec.codes, spec.rates, spec.seed, data.code, features, ftiles,
+                    btiles, optimizer.code, hyper, state["t"], state["s1"], state["s2"], grad,
+                    gsum, hbuf, dbuf, xb, bp, bi, bd, yb, tb, wb, False, norms, step_losses,
+                    step_correct, rank, size, mpi, status)
+
+        entry = _TRAIN_STEPS.entry(args(0), _lean(data.code, features, optimizer.code))
+        completed = team().run(n_workers, lambda worker: entry(*args(worker)))
         if completed < step_end - step_begin:
             _raise_input_error(spec, data, strategy, int(status[0]),
                                first_step + int(status[1]), int(status[2]))

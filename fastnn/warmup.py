@@ -8,14 +8,23 @@ import time
 
 import numpy as np
 
-#: What a dtype's kernels are compiled by: the training step (every loss and
-#: optimizer, and ``loss_and_gradients``) and the predict side.
-PARTS = ("train", "predict")
-#: Their relative compile times (cold, one dtype: about 2 to 1).
-_COST = {"train": 2, "predict": 1}
+#: A job is ``(dtype, part)``; a part is ``"train:<loss>:<optimizer>"`` (the training
+#: step of that loss and optimizer, see ``fastnn.backends.LEAN_STEPS``), ``"predict"``
+#: (the predict side) or ``"generic"`` (the training step every other configuration
+#: shares: momentum, dropout, sparse input, clipping by norm, other losses and optimizers).
+PARTS = ("train", "predict", "generic")
+#: Their relative compile times (cold, one dtype).
+_COST = {"train": 2, "predict": 1, "generic": 4}
+#: What ``warmup()`` compiles by default: the common first runs.
+LOSSES = ("cross_entropy",)
+OPTIMIZERS = ("sgd", "adam")
 #: A child process's program: compile the (dtype, part) jobs given as JSON.
 _CHILD = "import json, sys; from fastnn.warmup import _compile; " \
          "[_compile(d, p) for d, p in json.loads(sys.argv[1])]"
+
+
+def _kind(part):
+    return part.split(":", 1)[0]
 
 
 def _compile(dtype, part):
@@ -23,22 +32,27 @@ def _compile(dtype, part):
     from .data import KeyedOrder
     from .layers import Dense
     from .network import Network
-    from .optimizers import SGD, Adam
+    from .optimizers import SGD, get_optimizer
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((6, 3))
     labels = np.array([0, 1, 0, 1, 1, 0])
     targets = np.eye(2)[labels]
-    for loss, y in (("cross_entropy", labels), ("cross_entropy", targets),
-                    ("binary_cross_entropy", targets), ("mse", targets)):
+    kind = _kind(part)
+    if kind == "train":
+        _, loss, optimizer = part.split(":")
+        y = labels if loss == "cross_entropy" else targets
         net = Network([Dense(3, 4, "relu"), Dense(4, 2)], loss=loss, dtype=dtype)
-        if part == "train":
-            if loss == "mse":                   # the order of fits over many rows
-                KeyedOrder(rng, 10).rows(0, 10)
-            net.fit(X, y, epochs=1, batch_size=4, optimizer=SGD(0.1), verbose=0)
-            net.fit(X, y, epochs=1, batch_size=4, optimizer=Adam(0.01), verbose=0)
-            net.loss_and_gradients(X, y)
-        else:
+        net.fit(X, y, epochs=1, batch_size=4, optimizer=get_optimizer(optimizer), verbose=0)
+    elif kind == "generic":
+        KeyedOrder(rng, 10).rows(0, 10)          # the order of fits over many rows
+        net = Network([Dense(3, 4, "relu"), Dense(4, 2)], loss="cross_entropy", dtype=dtype)
+        net.fit(X, targets, epochs=1, batch_size=4, optimizer=SGD(0.1, momentum=0.9),
+                verbose=0)
+    else:
+        for loss, y in (("cross_entropy", labels), ("binary_cross_entropy", targets),
+                        ("mse", targets)):
+            net = Network([Dense(3, 4, "relu"), Dense(4, 2)], loss=loss, dtype=dtype)
             net.predict(X)
             net.predict_proba(X)
 
@@ -56,23 +70,29 @@ def _plan(jobs, n):
     """``jobs`` split into ``n`` lists of about equal cost (longest first, greedily)."""
     shares = [[] for _ in range(n)]
     loads = [0] * n
-    for job in sorted(jobs, key=lambda j: -_COST[j[1]]):
+    for job in sorted(jobs, key=lambda j: -_COST[_kind(j[1])]):
         k = loads.index(min(loads))
         shares[k].append(job)
-        loads[k] += _COST[job[1]]
+        loads[k] += _COST[_kind(job[1])]
     return shares
 
 
-def warmup(dtypes=("float32", "float64"), processes=None):
-    """Run every kernel once on tiny data so later calls start at full speed.
+def warmup(dtypes=("float32", "float64"), processes=None, *, losses=LOSSES,
+           optimizers=OPTIMIZERS, generic=False):
+    """Compile the kernels a run will use, so that it starts at full speed.
 
     The first call in a fresh environment compiles the kernels and writes
-    numba's cache (seconds); later processes load them from the cache.
-    Compiling is single-threaded, so when the cache is cold the work is
-    shared with child processes, one per core: each compiles its share of
-    the kernels (the training step, the predict side, per dtype) into the
-    same cache, and this process then loads what they compiled. With a
-    warm cache everything is loaded here, with no child.
+    numba's cache (seconds); later processes load them from the cache. Only
+    what is asked for is compiled: the training step of each loss and
+    optimizer given (each common configuration has a step of its own, see
+    ``fastnn.backends.LEAN_STEPS``), and the predict side. Every other
+    configuration (SGD momentum, dropout, sparse input, ``clip_norm``,
+    several processes, other losses or optimizers) shares one generic step:
+    ``generic=True`` compiles it too. Compiling is single-threaded, so when
+    the cache is cold the work is shared with child processes, one per core:
+    each compiles its share of the jobs into the same cache, and this process
+    then loads what they compiled. With a warm cache everything is loaded
+    here, with no child.
 
     Parameters
     ----------
@@ -81,6 +101,12 @@ def warmup(dtypes=("float32", "float64"), processes=None):
         Processes that compile (this one included): 1 compiles everything
         here. Default: the cores this process may use, up to one per job,
         when the training step is not in the cache yet; else 1.
+    losses : sequence of str
+        Loss names (``Network(loss=...)``); ``"cross_entropy"`` with integer labels.
+    optimizers : sequence of str
+        Optimizer names (``fastnn.get_optimizer``), with their default settings.
+    generic : bool
+        Also compile the generic training step.
 
     Returns
     -------
@@ -90,7 +116,9 @@ def warmup(dtypes=("float32", "float64"), processes=None):
     from ._threads import available_cores
 
     start = time.perf_counter()
-    jobs = [(str(np.dtype(d)), part) for d in dtypes for part in PARTS]
+    parts = [f"train:{loss}:{opt}" for loss in losses for opt in optimizers] + ["predict"]
+    parts += ["generic"] if generic else []
+    jobs = [(str(np.dtype(d)), part) for d in dtypes for part in parts]
     if processes is None:
         processes = min(len(jobs), available_cores()) if _cache_is_cold() else 1
     processes = max(1, min(int(processes), len(jobs)))

@@ -41,7 +41,7 @@ def _in_place_rows(X, theta, fallback):
 
 @njit(**JIT)
 def predict_raw(worker, n_workers, next_chunk, X, Xp, Xi, Xd, scale, offset, rescale, theta,
-                sizes, codes, ftiles, hbuf, xbuf, rows, out, status):
+                sizes, codes, ftiles, hbuf, xbuf, rows, out, status, features):
     """Forward all of ``X`` in chunks of ``rows`` rows; the last layer into ``out``.
 
     Every chunk is computed with the same shapes (the last one padded with
@@ -76,6 +76,9 @@ def predict_raw(worker, n_workers, next_chunk, X, Xp, Xi, Xd, scale, offset, res
     status : ndarray of shape (2 * n_workers,), int64
         Per thread: the flat index of a non-finite converted value (else -1),
         and 1 if every pre-activation it computed was finite.
+    features : int
+        ``kernels.features``' bits (``SPARSE`` for sparse input), a literal
+        for the entry point (see ``kernels.step.train_steps``).
 
     Returns
     -------
@@ -109,11 +112,11 @@ def predict_raw(worker, n_workers, next_chunk, X, Xp, Xi, Xd, scale, offset, res
         if sparse:
             ok &= forward_tiles(zero, solo, xmine, start, Xp, Xi, Xd, theta, sizes, codes,
                                 no_dropout, zero, zero, zero, hmine, woff, hoff, ftiles, rows,
-                                team)
+                                team, features)
         elif direct and r == rows:
             ok &= forward_tiles(zero, solo, rows_in_place, start * m0, Xp, Xi, Xd, theta, sizes,
                                 codes, no_dropout,
-                                zero, zero, zero, hmine, woff, hoff, ftiles, rows, team)
+                                zero, zero, zero, hmine, woff, hoff, ftiles, rows, team, features)
         else:
             bad = convert_rows(X, start, r, matrix(xmine, 0, r, m0, m0), scale, offset, rescale,
                                identity)
@@ -125,7 +128,7 @@ def predict_raw(worker, n_workers, next_chunk, X, Xp, Xi, Xd, scale, offset, res
                 xmine[k] = 0
             ok &= forward_tiles(zero, solo, xmine, zero, Xp, Xi, Xd, theta, sizes, codes,
                                 no_dropout, zero, zero, zero, hmine, woff, hoff, ftiles, rows,
-                                team)
+                                team, features)
         h = matrix(hmine, hoff[L - 1], r, sizes[L], sizes[L])
         for i in range(r):
             oi, hi = row(out, start + i), row(h, i)

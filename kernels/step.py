@@ -40,18 +40,20 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from ._config import JIT
-from .activations import activation_backward, bias_activation
+from .activations import bias_activation
 from .blas import gemm
 from .dense import column_sums
-from .dropout import dropout_backward, dropout_forward
-from .gather import gather_labels, gather_rows
-from .losses import CE_LABELS, count_correct, output_delta
+from .features import (WHOLE, activation_backward_of, csr_product_if, csr_weight_gradient_if,
+                       dropout_forward_if, gather_csr_if, gather_targets, loss_delta,
+                       sgd_from_gradient_if, update_with, without)
+from .gather import gather_rows
+from .losses import count_correct
 from .mpi import allreduce
 from .optimizers import (CLIP_NORM, LR, MOMENTUM, SGD, WEIGHT_DECAY, clip_scale, clips,
-                         optimizer_update, squared_norm, update_scaled)
-from .sparse import csr_product, csr_weight_gradient, gather_csr, sgd_from_gradient
+                         squared_norm)
 from .team import barrier, matrix, row
 
 # ``status[0]`` after ``train_steps`` stops early: why (``status[1]``: the step).
@@ -91,11 +93,12 @@ def layer_offsets(sizes, cap):
 
 @njit(**JIT)
 def forward_tiles(worker, n_workers, xb, x0, bp, bi, bd, theta, sizes, codes, rates, seed, step,
-                  row0, hbuf, woff, hoff, ftiles, r, team):
+                  row0, hbuf, woff, hoff, ftiles, r, team, features):
     """Phase 2 for ``r`` rows of the input; whether this worker's tiles were finite.
 
     The input is ``xb``'s rows from flat offset ``x0`` on or, when ``bp`` is
     not empty, the CSR rows ``x0 ..`` of ``(bp, bi, bd)`` (``kernels.sparse``).
+    ``features``: what is compiled in (``kernels.features``).
     """
     L = sizes.shape[0] - 1
     sparse = bp.shape[0] > 0
@@ -109,7 +112,7 @@ def forward_tiles(worker, n_workers, xb, x0, bp, bi, bd, theta, sizes, codes, ra
             h = matrix(hbuf, hoff[l] + j0, r, j1 - j0, mo)
             W = matrix(theta, woff[l] + j0, mi, j1 - j0, mo)
             if l == 0 and sparse:
-                csr_product(bp, bi, bd, x0, W, h)
+                csr_product_if(features, bp, bi, bd, x0, W, h)
             else:
                 if l == 0:
                     h_in = matrix(xb, x0, r, mi, mi)
@@ -118,7 +121,7 @@ def forward_tiles(worker, n_workers, xb, x0, bp, bi, bd, theta, sizes, codes, ra
                 gemm(False, False, 1.0, h_in, W, 0.0, h)
             ok &= bias_activation(h, theta[bias + j0:bias + j1], codes[l])
             if l < rates.shape[0] and rates[l] > 0:
-                dropout_forward(h, rates[l], seed, step, l, row0, mo, j0)
+                dropout_forward_if(features, h, rates[l], seed, step, l, row0, mo, j0)
         barrier(team, n_workers)
     return ok
 
@@ -139,11 +142,12 @@ def _sgd_bias(delta, b, lr, weight_decay):
 @njit(**JIT)
 def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes, rates, seed, step, row0,
                    hbuf, dbuf, woff, hoff, btiles, r, mode, opt_code, hyper, s1, s2, norms,
-                   tile_norms, team):
+                   tile_norms, team, features):
     """Phase 4: deltas and weight gradients by tiles of input units.
 
     ``mode`` 0: gradient into ``grad`` only; 1: plain SGD fused into the
-    products; 2: every tile's optimizer update right after its gradient.
+    products; 2: every tile's optimizer update right after its gradient
+    (never with ``clip_norm``, which needs the whole gradient first: mode 0).
     With a batch CSR (``bp`` not empty) the first layer's weight gradient
     comes from its stored entries (``kernels.sparse``), then plain SGD or the
     update as in modes 1 and 2. With ``tile_norms`` (mode 0, for
@@ -154,6 +158,7 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
     L = sizes.shape[0] - 1
     sparse = bp.shape[0] > 0
     lr, wd = hyper[LR], hyper[WEIGHT_DECAY]
+    one = 1.0                           # mode 2: no clip_norm, so no scale
     for l in range(L - 1, -1, -1):
         mi, mo = sizes[l], sizes[l + 1]
         w0 = woff[l]
@@ -170,23 +175,20 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
                 prev = matrix(dbuf, hoff[l - 1] + i0, r, i1 - i0, mi)
                 h_prev = matrix(hbuf, hoff[l - 1] + i0, r, i1 - i0, mi)
                 gemm(False, True, 1.0, delta, rows, 0.0, prev)
-                if l - 1 < rates.shape[0] and rates[l - 1] > 0:
-                    dropout_backward(prev, h_prev, codes[l - 1], rates[l - 1], seed, step, l - 1,
-                                     row0, mi, i0)
-                else:
-                    activation_backward(prev, h_prev, codes[l - 1])
+                activation_backward_of(features, prev, h_prev, codes, rates, l - 1, seed, step,
+                                       row0, mi, i0)
                 h_in = h_prev
             elif sparse:
                 g = matrix(grad, w0 + i0 * mo, i1 - i0, mo, mo)
-                csr_weight_gradient(bp, bi, bd, r, i0, i1, delta, g)
+                csr_weight_gradient_if(features, bp, bi, bd, r, i0, i1, delta, g)
                 if tile_norms:
                     norms[slot0 + tile] = squared_norm(grad, w0 + i0 * mo, w0 + i1 * mo)
                 if mode == 1:
-                    sgd_from_gradient(rows, g, lr, wd)
+                    sgd_from_gradient_if(features, rows, g, lr, wd)
                 elif mode == 2:
                     a, b = w0 + i0 * mo, w0 + i1 * mo
-                    optimizer_update(opt_code, theta[a:b], grad[a:b], s1[a:b], s2[a:b], step,
-                                     hyper)
+                    update_with(opt_code, features, theta[a:b], grad[a:b], s1[a:b], s2[a:b],
+                                step, hyper, one)
                 continue
             else:
                 h_in = matrix(xb, i0, r, i1 - i0, mi)
@@ -199,8 +201,8 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
                     norms[slot0 + tile] = squared_norm(grad, w0 + i0 * mo, w0 + i1 * mo)
                 if mode == 2:
                     a, b = w0 + i0 * mo, w0 + i1 * mo
-                    optimizer_update(opt_code, theta[a:b], grad[a:b], s1[a:b], s2[a:b], step,
-                                     hyper)
+                    update_with(opt_code, features, theta[a:b], grad[a:b], s1[a:b], s2[a:b],
+                                step, hyper, one)
         if worker == l % n_workers:
             if mode == 1:
                 _sgd_bias(delta, theta[bias:bias + mo], lr, wd)
@@ -209,8 +211,8 @@ def backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes,
                 if tile_norms:
                     norms[slot0 + tiles] = squared_norm(grad, bias, bias + mo)
                 if mode == 2:
-                    optimizer_update(opt_code, theta[bias:bias + mo], grad[bias:bias + mo],
-                                     s1[bias:bias + mo], s2[bias:bias + mo], step, hyper)
+                    update_with(opt_code, features, theta[bias:bias + mo], grad[bias:bias + mo],
+                                s1[bias:bias + mo], s2[bias:bias + mo], step, hyper, one)
         barrier(team, n_workers)
 
 
@@ -224,7 +226,8 @@ def norm_slots(sizes, btiles):
 
 
 @njit(**JIT)
-def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, pieces, team):
+def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, pieces, team,
+                  features):
     """The optimizer update of every parameter, in ``UPDATE_CHUNK`` chunks split across the team.
 
     With ``hyper[CLIP_NORM]`` the gradient's global norm comes first: the
@@ -249,8 +252,28 @@ def update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms
         scale = clip_scale(math.sqrt(total), hyper[CLIP_NORM])
     for chunk in range(worker, chunks, n_workers):
         a, b = chunk * UPDATE_CHUNK, min(n, (chunk + 1) * UPDATE_CHUNK)
-        update_scaled(opt_code, theta[a:b], g[a:b], s1[a:b], s2[a:b], t, hyper, scale)
+        update_with(opt_code, features, theta[a:b], g[a:b], s1[a:b], s2[a:b], t, hyper, scale)
     barrier(team, n_workers)
+
+
+def update_chunks_if(features, worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms,
+                     pieces, team):
+    """:func:`update_chunks` unless ``features`` is a literal without ``WHOLE`` (numba only)."""
+    raise NotImplementedError
+
+
+@overload(update_chunks_if, prefer_literal=True, inline="always")
+def _update_chunks_if(features, worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms,
+                      pieces, team):
+    if without(features, WHOLE):
+        return lambda features, worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, \
+            pieces, team: None
+
+    def impl(features, worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, pieces,
+             team):
+        update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, pieces,
+                      team, features)
+    return impl
 
 
 @njit(**JIT)
@@ -258,7 +281,7 @@ def train_steps(worker, n_workers, team, shared,
                 X, Xp, Xi, Xd, labels, targets, scale, offset, rescale, order, sample_weight,
                 perm,
                 batch_size, step_begin, step_end,
-                theta, sizes, codes, rates, seed, loss_code, ftiles, btiles,
+                theta, sizes, codes, rates, seed, loss_code, features, ftiles, btiles,
                 opt_code, hyper, t0, s1, s2,
                 grad, gsum, hbuf, dbuf, xb, bp, bi, bd, yb, tb, wb, gathered, norms, step_losses,
                 step_correct, rank, size, mpi, status):
@@ -311,6 +334,12 @@ def train_steps(worker, n_workers, team, shared,
         Dropout rate after each layer; masks keyed by ``seed``, the
         optimizer step and the unit's position in the batch.
     loss_code : int
+    features : int
+        ``kernels.features``' bits of the optional parts compiled in (SGD
+        momentum, dropout, sparse input). The entry point is compiled with
+        ``loss_code``, ``features`` and ``opt_code`` as literals, so that
+        only the run's loss and optimizer kernels are compiled; plain ints
+        compile every one.
     ftiles, btiles : ndarray of shape (n_layers,), int64
         Tiles of each layer's output columns (forward) and input units (backward).
     opt_code : int
@@ -389,6 +418,7 @@ def train_steps(worker, n_workers, team, shared,
     me = worker * SLOT
     sparse = bp.shape[0] > 0
     one, nothing, no = 1.0, 0.0, False            # typed values, not literals (one compile)
+    no_pieces = np.int64(0)
     for s in range(step_begin, step_end):
         start = s * batch_size
         r = min(batch_size, n_total - start)
@@ -427,17 +457,14 @@ def train_steps(worker, n_workers, team, shared,
         if not gathered:
             if sparse:
                 if worker == 0:
-                    gather_csr(Xp, Xi, Xd, perm, lo, rl, bp, bi, bd)
+                    gather_csr_if(features, Xp, Xi, Xd, perm, lo, rl, bp, bi, bd)
             else:
                 bad = gather_rows(X, perm, x_start, x_rows, x_out, scale, offset, rescale, read)
             if bad < 0:
                 kind = STOP_BAD_Y
-                if loss_code == CE_LABELS:
-                    bad = gather_labels(labels, perm, lo + a, b - a, yb[a:b], mL)
-                else:
-                    bad = gather_rows(targets, perm, lo + a, b - a,
-                                      matrix(tb, a * mL, b - a, mL, mL), one, nothing, no,
-                                      no_order)
+                bad = gather_targets(loss_code, labels, targets, perm, lo + a, b - a, yb[a:b],
+                                     matrix(tb, a * mL, b - a, mL, mL), mL, one, nothing, no,
+                                     no_order)
             if weighted:
                 for i in range(a, b):
                     wb[i] = sample_weight[perm[lo + i]]
@@ -462,14 +489,15 @@ def train_steps(worker, n_workers, team, shared,
         # 2-3. forward, loss and output delta
         if not stop:
             ok = forward_tiles(worker, n_workers, xb, np.int64(0), bp, bi, bd, theta, sizes,
-                               codes, rates, seed, t, row0, hbuf, woff, hoff, ftiles, rl, team)
+                               codes, rates, seed, t, row0, hbuf, woff, hoff, ftiles, rl, team,
+                               features)
             shared[me + SLOT_OK] = 1 if ok else 0
             if worker == 0:
                 out = matrix(hbuf, hoff[L - 1], rl, mL, mL)
                 batch_targets = matrix(tb, 0, rl, mL, mL)
                 step_correct[s - step_begin] = count_correct(loss_code, out, yb[:rl],
                                                              batch_targets)
-                loss = output_delta(loss_code, out, yb[:rl], batch_targets,
+                loss = loss_delta(loss_code, out, yb[:rl], batch_targets,
                                     wb[:rl] if weighted else wb[:0], norm, codes[L - 1],
                                     matrix(dbuf, hoff[L - 1], rl, mL, mL))
                 step_losses[s - step_begin] = loss
@@ -486,7 +514,7 @@ def train_steps(worker, n_workers, team, shared,
         if not stop:
             backward_tiles(worker, n_workers, xb, bp, bi, bd, theta, grad, sizes, codes, rates, seed, t,
                            row0, hbuf, dbuf, woff, hoff, btiles, rl, mode, opt_code, hyper, s1,
-                           s2, norms, tile_norms, team)
+                           s2, norms, tile_norms, team, features)
         if opt_code == NO_UPDATE:
             continue
         # 5. the whole gradient: summed over processes, then updated
@@ -502,9 +530,9 @@ def train_steps(worker, n_workers, team, shared,
                         else STOP_NONFINITE
                     status[1] = s
                 return s - step_begin
-            update_chunks(worker, n_workers, opt_code, theta, gsum, s1, s2, t, hyper, norms, 0,
-                          team)
+            update_chunks_if(features, worker, n_workers, opt_code, theta, gsum, s1, s2, t,
+                             hyper, norms, no_pieces, team)
         elif mode == 0:
-            update_chunks(worker, n_workers, opt_code, theta, grad, s1, s2, t, hyper, norms,
-                          pieces, team)
+            update_chunks_if(features, worker, n_workers, opt_code, theta, grad, s1, s2, t,
+                             hyper, norms, pieces, team)
     return step_end - step_begin

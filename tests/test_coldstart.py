@@ -64,7 +64,7 @@ import fastnn
 from fastnn.kernels import forward, step
 w = sys.modules["fastnn.warmup"]          # the module (fastnn.warmup is the function)
 cold = w._cache_is_cold()
-print(json.dumps({"cold": cold, "seconds": fastnn.warmup(("float32",),
+print(json.dumps({"cold": cold, "seconds": fastnn.warmup(("float32",), optimizers=("sgd",),
                                                         processes=2 if cold else None)}))
 stats = {f.__name__: (sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
          for f in (step.train_steps, forward.predict_raw)}
@@ -74,7 +74,8 @@ print(json.dumps(stats))
 
 def test_cold_warmup_shares_the_compiling_with_a_child_that_fills_the_same_cache(tmp_path):
     """With an empty cache, warmup's child compiles the predict side into the cache: this
-    process then loads predict_raw (a cache hit) and compiles only the training step.
+    process then loads predict_raw (a cache hit) and compiles only the training step
+    (of plain SGD: two jobs).
     (Two processes asked for: the default is one per core, and a one-core machine has one.)
     With the cache warm, the default runs no child and compiles nothing."""
     import os
@@ -101,9 +102,14 @@ def test_warmup_plan_shares_the_jobs_by_cost():
 
     import fastnn  # noqa: F401
     w = _sys.modules["fastnn.warmup"]
-    jobs = [(d, p) for d in ("float32", "float64") for p in w.PARTS]
+    parts = ["train:cross_entropy:sgd", "predict"]
+    jobs = [(d, p) for d in ("float32", "float64") for p in parts]
     shares = w._plan(jobs, 2)
     assert sorted(j for share in shares for j in share) == sorted(jobs)
-    assert [sum(w._COST[p] for _, p in share) for share in shares] == [3, 3]
-    assert w._plan(jobs[:2], 2) == [[("float32", "train")], [("float32", "predict")]]
-    assert w._plan(jobs, 1) == [sorted(jobs, key=lambda j: -w._COST[j[1]])]
+    assert [sum(w._COST[w._kind(p)] for _, p in share) for share in shares] == [3, 3]
+    assert w._plan(jobs[:2], 2) == [[("float32", "train:cross_entropy:sgd")],
+                                    [("float32", "predict")]]
+    assert w._plan(jobs, 1) == [sorted(jobs, key=lambda j: -w._COST[w._kind(j[1])])]
+    generic = [("float32", "generic"), ("float32", "train:mse:adam"), ("float32", "predict")]
+    assert w._plan(generic, 2) == [[("float32", "generic")],
+                                   [("float32", "train:mse:adam"), ("float32", "predict")]]

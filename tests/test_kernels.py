@@ -443,7 +443,7 @@ def test_forward_tiles(dtype, net, n, tiles, rng):
     no_csr = np.zeros(0, np.int64)
     ok = ks.forward_tiles(0, 1, x.reshape(-1), 0, no_csr, no_csr, np.zeros(0, dtype), theta,
                           sizes, codes, NO_DROPOUT, 0, 0, 0, hbuf, woff, hoff, ftiles, n,
-                          np.zeros(kteam.TEAM_STATE_SIZE, np.int64))
+                          np.zeros(kteam.TEAM_STATE_SIZE, np.int64), 0)
     assert ok is True
     offset = 0
     for h_ref, m in zip(reference.forward(f64(x), Ws, bs, acts), widths[1:]):
@@ -495,7 +495,7 @@ def predict_raw(src, scale, offset, rescale, theta, sizes, codes, cap, out, stat
                         scale, offset, rescale, theta, sizes, codes,
                         np.ones(len(sizes) - 1, np.int64),
                         np.empty(cap * int(sizes[1:].sum()), theta.dtype),
-                        np.empty(cap * n0, theta.dtype), cap, out, full)
+                        np.empty(cap * n0, theta.dtype), cap, out, full, 0)
     status[0] = full[0]
     return ok
 
