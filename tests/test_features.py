@@ -1,0 +1,98 @@
+"""The training step compiled per configuration (``kernels.features``, ``backends.LEAN_STEPS``).
+
+A common run's step is compiled with its loss, optimizer and optional parts as literals:
+it must compile none of the kernels it does not use, and train bit-identically to the
+generic step that dispatches at run time.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import backends
+from fastnn.kernels import features as kf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LEAN_RUN = """
+import json, numpy as np, fastnn
+from fastnn.kernels import dropout, losses, optimizers, sparse, step
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
+net = fastnn.Network([fastnn.Dense(5, 4, "relu"), fastnn.Dense(4, 3)], dtype="float32")
+net.fit(X, y, epochs=1, batch_size=8, optimizer=fastnn.SGD(0.1), verbose=0)
+kernels = {"adam": optimizers.adam_update, "rmsprop": optimizers.rmsprop_update,
+           "momentum": optimizers.sgd_momentum_update, "mse": losses.mean_squared_error,
+           "bce": losses.sigmoid_binary_cross_entropy, "poisson": losses.poisson_deviance,
+           "dropout": dropout.dropout_forward, "csr": sparse.csr_product,
+           "update_chunks": step.update_chunks, "ce": losses.softmax_cross_entropy,
+           "sgd": optimizers.sgd_update}
+print(json.dumps({k: len(f.signatures) for k, f in kernels.items()}))
+"""
+
+
+def test_a_lean_run_compiles_only_its_own_kernels(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", LEAN_RUN], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    compiled = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert compiled.pop("ce") == 1
+    assert compiled.pop("sgd") == 1
+    assert compiled == dict.fromkeys(compiled, 0)
+
+
+def _train(optimizer, loss="cross_entropy", lean=True, monkeypatch=None):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((50, 6))
+    y = rng.integers(0, 3, 50) if loss == "cross_entropy" else rng.standard_normal((50, 3))
+    if not lean:
+        monkeypatch.setattr(backends, "LEAN_STEPS", frozenset())
+    net = fastnn.Network([fastnn.Dense(6, 5, "relu"), fastnn.Dense(5, 3)],
+                         loss=loss, dtype="float32", seed=3)
+    net.fit(X, y, epochs=2, batch_size=16, optimizer=optimizer, verbose=0)
+    loss_value, grads = net.loss_and_gradients(X, y)
+    monkeypatch.undo()
+    return net.get_params(), loss_value, grads
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("make", [lambda: fastnn.SGD(0.05), lambda: fastnn.Adam(0.01),
+                                  lambda: fastnn.SGD(0.05, clip_value=0.1)],
+                         ids=["sgd", "adam", "sgd_clip_value"])
+def test_the_lean_step_trains_bit_identically_to_the_generic_one(loss, make, monkeypatch):
+    lean = _train(make(), loss, True, monkeypatch=monkeypatch)
+    generic = _train(make(), loss, False, monkeypatch=monkeypatch)
+    np.testing.assert_array_equal(lean[0], generic[0])
+    assert lean[1] == generic[1]
+    for a, b in zip(lean[2], generic[2]):
+        for x, z in zip(a, b):
+            np.testing.assert_array_equal(x, z)
+
+
+def test_features_follow_the_run():
+    from fastnn.kernels import optimizers as ko
+    hyper = np.zeros(ko.N_HYPER)
+
+    class Spec:
+        rates = np.zeros(2)
+
+    assert backends._step_features(Spec, ko.SGD, hyper, False) == 0
+    hyper[ko.MOMENTUM] = 0.9
+    assert backends._step_features(Spec, ko.SGD, hyper, False) == kf.MOMENTUM
+    assert backends._step_features(Spec, ko.ADAM, hyper, False) == 0   # Adam has no momentum
+    hyper[ko.MOMENTUM], hyper[ko.CLIP_NORM] = 0.0, 1.0
+    assert backends._step_features(Spec, ko.ADAM, hyper, True) == kf.WHOLE | kf.SPARSE
+    hyper[ko.CLIP_NORM] = 0.0
+    assert backends._step_features(Spec, ko.SGD, hyper, False, mpi_fn=12345) == kf.WHOLE
+    Spec.rates = np.array([0.5, 0.0])
+    assert backends._step_features(Spec, ko.SGD, hyper, False) == kf.DROPOUT
+    assert not backends._lean(0, kf.DROPOUT, ko.SGD)
+    assert backends._lean(0, 0, ko.SGD) and not backends._lean(0, 0, ko.RMSPROP)
