@@ -208,6 +208,7 @@ def read_arrays(name):
             raise ModelFileError(f"{name}: contains pickled objects; refusing to load") from None
         raise ModelFileError(f"{name}: corrupted array data ({exc})") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, NotImplementedError,
-            OverflowError, MemoryError) as exc:
+            OverflowError, MemoryError, RuntimeError) as exc:
+        # RuntimeError: zipfile's "is encrypted, password required", from a flipped flag bit.
         raise ModelFileError(f"{name}: truncated or corrupted file ({exc})") from None
     return arrays

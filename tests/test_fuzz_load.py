@@ -60,3 +60,15 @@ def test_corrupted_model_loads_identically_or_raises_model_file_error(tmp_path, 
     except fastnn.ModelFileError:
         return
     np.testing.assert_array_equal(net.predict_proba(X), expected)
+
+
+def test_a_flipped_encryption_flag_raises_model_file_error(model_bytes, tmp_path):
+    """Hypothesis found it: a corrupted general-purpose flag that marks a member as encrypted
+    made zipfile raise RuntimeError ("password required"), which escaped ``fastnn.load``."""
+    data = bytearray(model_bytes[0])
+    central = data.find(b"PK\x01\x02")
+    data[central + 8] |= 1                  # the first central entry's "encrypted" bit
+    path = tmp_path / "encrypted.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(fastnn.ModelFileError, match="corrupted"):
+        fastnn.load(path)
