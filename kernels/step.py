@@ -336,7 +336,7 @@ def train_steps(worker, n_workers, team, shared,
     loss_code : int
     features : int
         ``kernels.features``' bits of the optional parts compiled in (SGD
-        momentum, dropout, sparse input). The entry point is compiled with
+        momentum, dropout, sparse input, the whole-gradient update). The entry point is compiled with
         ``loss_code``, ``features`` and ``opt_code`` as literals, so that
         only the run's loss and optimizer kernels are compiled; plain ints
         compile every one.
