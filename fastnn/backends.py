@@ -16,6 +16,7 @@ from . import reference
 from .data import NO_WEIGHTS, DataError, bad_label_error, bad_value_error
 from . import data as _data
 from ._threads import team
+from .kernels import activations as _ka
 from .kernels import features as _kf
 from .kernels import losses as _kl
 from .kernels import optimizers as _ko
@@ -76,7 +77,8 @@ class Specialized:
 _TRAIN_STEPS = Specialized(_ks.train_steps, ("loss_code", "features", "opt_code"))
 _PREDICT_RAW = Specialized(_kt.predict_raw, ("features",))
 #: The (loss, optimizer) pairs whose training step is compiled on its own when the run
-#: uses none of the optional parts (``kernels.features``): the common first runs
+#: uses none of the optional parts (``kernels.features``; sigmoid or tanh layers, which
+#: are no option, give a step of their own too): the common first runs
 #: (classification and regression, SGD and Adam, and ``loss_and_gradients``) compile
 #: only their own kernels (about half of the step's cold compile). Every other
 #: configuration shares one generic step that dispatches at run time, so a test suite
@@ -87,7 +89,13 @@ LEAN_STEPS = frozenset((loss, opt) for loss in (_kl.CE_LABELS, _kl.MSE)
 
 def _lean(loss_code, features, optimizer_code):
     """Whether this run's step is compiled on its own (see ``LEAN_STEPS``)."""
-    return features == 0 and (int(loss_code), int(optimizer_code)) in LEAN_STEPS
+    return features & ~_kf.CURVED == 0 and (int(loss_code), int(optimizer_code)) in LEAN_STEPS
+
+
+def _curved(spec):
+    """Whether a layer's activation is sigmoid or tanh (``kernels.features.CURVED``)."""
+    codes = np.asarray(spec.codes)
+    return bool(np.any((codes == _ka.SIGMOID) | (codes == _ka.TANH)))
 
 
 def _step_features(spec, optimizer_code, hyper, sparse, mpi_fn=0):
@@ -95,13 +103,14 @@ def _step_features(spec, optimizer_code, hyper, sparse, mpi_fn=0):
 
     From the values the step's own conditions test: ``hyper`` (momentum,
     ``clip_norm``), the dropout rates, ``bp`` being a batch CSR, and the
-    allreduce address ``mpi[MPI_FN]`` (several processes).
+    allreduce address ``mpi[MPI_FN]`` (several processes); and the layers'
+    activation codes (sigmoid or tanh).
     """
     update = optimizer_code != _ks.NO_UPDATE
     return _kf.features_of(
         momentum=optimizer_code == _ko.SGD and hyper[_ko.MOMENTUM] != 0,
         dropout=bool(np.any(np.asarray(spec.rates) > 0)), sparse=sparse,
-        whole=update and (mpi_fn != 0 or hyper[_ko.CLIP_NORM] != 0))
+        whole=update and (mpi_fn != 0 or hyper[_ko.CLIP_NORM] != 0), curved=_curved(spec))
 
 
 class NumbaBackend:
@@ -137,7 +146,7 @@ class NumbaBackend:
         scale, offset, rescale = _rescale_args(spec)
         ftiles = predict_tiles(spec.sizes, rows)
 
-        features = _kf.SPARSE if src.sparse else 0
+        features = _kf.features_of(False, False, src.sparse, False, _curved(spec))
 
         def args(worker):
             return (worker, n_workers, next_chunk, src.values, *src.csr_arrays(spec.dtype),

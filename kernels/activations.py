@@ -125,35 +125,86 @@ def _fast_sigmoid(v):
 # the array's dtype: a Python literal would silently widen float32 to float64.
 
 @njit(inline="always", **JIT)
-def activate(v, code, zero, one, slope):
-    """phi(v) for one scalar."""
+def piecewise(v, code, zero, slope):
+    """phi(v) for one scalar of the piecewise-linear activations (identity, relu, leaky relu)."""
     if code == RELU:
         return v if v > zero else zero
     if code == LEAKY_RELU:
         return v if v > zero else v * slope
+    return v
+
+
+@njit(inline="always", **JIT)
+def activate(v, code, zero, one, slope):
+    """phi(v) for one scalar."""
     if code == SIGMOID:
         return fast_sigmoid(v)
     if code == TANH:
         return fast_tanh(v)
-    return v
+    return piecewise(v, code, zero, slope)
+
+
+@njit(inline="always", **JIT)
+def piecewise_derivative(h, code, zero, one, slope):
+    """phi'(u) for one scalar of the piecewise-linear activations, from h = phi(u)."""
+    if code == RELU:
+        return one if h > zero else zero
+    if code == LEAKY_RELU:
+        return one if h > zero else slope
+    return one
 
 
 @njit(inline="always", **JIT)
 def derivative(h, code, zero, one, slope):
     """phi'(u) for one scalar, from the forward output h = phi(u)."""
-    if code == RELU:
-        return one if h > zero else zero
-    if code == LEAKY_RELU:
-        return one if h > zero else slope
     if code == SIGMOID:
         return h * (one - h)
     if code == TANH:
         return one - h * h
-    return one
+    return piecewise_derivative(h, code, zero, one, slope)
+
+
+def only_piecewise(curved):
+    """Whether ``curved`` is a literal False (typing time): no sigmoid or tanh to compile.
+
+    The kernels' ``curved`` argument defaults to True (every activation); the
+    training step passes a literal False when no layer is sigmoid or tanh
+    (``kernels.features.CURVED``), and then only the piecewise-linear
+    activations are compiled (no vectorized exp or tanh: about a tenth of
+    the step's cold compile).
+    """
+    if isinstance(curved, types.Omitted):
+        return curved.value is False
+    return isinstance(curved, types.BooleanLiteral) and not curved.literal_value
+
+
+def activate_as(v, code, zero, one, slope, curved):
+    """:func:`activate`, or :func:`piecewise` when ``curved`` is a literal False (numba only)."""
+    raise NotImplementedError
+
+
+def derivative_as(h, code, zero, one, slope, curved):
+    """:func:`derivative`, or :func:`piecewise_derivative` when ``curved`` is a literal False."""
+    raise NotImplementedError
+
+
+@overload(activate_as, prefer_literal=True, inline="always")
+def _activate_as(v, code, zero, one, slope, curved):
+    if only_piecewise(curved):
+        return lambda v, code, zero, one, slope, curved: piecewise(v, code, zero, slope)
+    return lambda v, code, zero, one, slope, curved: activate(v, code, zero, one, slope)
+
+
+@overload(derivative_as, prefer_literal=True, inline="always")
+def _derivative_as(h, code, zero, one, slope, curved):
+    if only_piecewise(curved):
+        return lambda h, code, zero, one, slope, curved: piecewise_derivative(
+            h, code, zero, one, slope)
+    return lambda h, code, zero, one, slope, curved: derivative(h, code, zero, one, slope)
 
 
 @njit(**JIT)
-def bias_activation(u, b, code):
+def bias_activation(u, b, code, curved=True):
     """In place ``u <- phi(u + b)``; return whether every ``u + b`` was finite.
 
     Parameters
@@ -163,6 +214,9 @@ def bias_activation(u, b, code):
     b : ndarray of shape (n_out,)
     code : int
         Activation code.
+    curved : bool
+        False (a literal, from the training step): ``code`` is identity, relu
+        or leaky relu, and only those are compiled (:func:`only_piecewise`).
 
     The finiteness flag costs one multiply-add per element: ``v * 0`` is 0
     for finite ``v`` and NaN for NaN or inf, and NaN survives the sum.
@@ -175,12 +229,12 @@ def bias_activation(u, b, code):
         for j in range(m):
             v = ui[j] + b[j]
             check += v * zero
-            ui[j] = activate(v, code, zero, one, slope)
+            ui[j] = activate_as(v, code, zero, one, slope, curved)
     return check == zero
 
 
 @njit(**JIT)
-def activation_backward(delta, h, code):
+def activation_backward(delta, h, code, curved=True):
     """In place Hadamard product ``delta <- delta * phi'(u)``, phi' from ``h``.
 
     Parameters
@@ -189,6 +243,8 @@ def activation_backward(delta, h, code):
     h : ndarray of shape (n_samples, n_units)
         The saved forward output ``phi(u)`` of the same layer.
     code : int
+    curved : bool
+        As in :func:`bias_activation`.
     """
     if code == IDENTITY:
         return
@@ -197,4 +253,4 @@ def activation_backward(delta, h, code):
     for i in range(n):
         di, hi = row(delta, i), row(h, i)
         for j in range(m):
-            di[j] *= derivative(hi[j], code, zero, one, slope)
+            di[j] *= derivative_as(hi[j], code, zero, one, slope, curved)

@@ -7,7 +7,7 @@ five losses, four optimizers, dropout and the sparse kernels for every run
 (``kernels.step.train_steps``, ``kernels.forward.predict_raw``) are compiled
 with their configuration as *literal* arguments: the loss code, the
 optimizer code and ``features``, a bit set of the optional parts a run uses
-(``MOMENTUM``, ``DROPOUT``, ``SPARSE``, ``WHOLE``). Literal arguments reach every
+(``MOMENTUM``, ``DROPOUT``, ``SPARSE``, ``WHOLE``, ``CURVED``). Literal arguments reach every
 kernel they are passed to, and the dispatchers below choose at typing time:
 with a literal configuration they compile only the kernel it names (or
 nothing); with a runtime value (a caller that passes plain ints, as the
@@ -25,7 +25,7 @@ values the conditions test.
 from numba import types
 from numba.extending import overload
 
-from .activations import activation_backward
+from .activations import activation_backward, bias_activation
 from .dropout import dropout_backward, dropout_forward
 from .gather import gather_labels, gather_rows
 from .losses import (BCE, CE_LABELS, CE_TARGETS, POISSON, mean_squared_error, output_delta,
@@ -39,17 +39,18 @@ from .sparse import csr_product, csr_weight_gradient, gather_csr, sgd_from_gradi
 
 #: SGD with momentum (``hyper[MOMENTUM] != 0``), dropout after some layer, sparse input,
 #: the update of the whole gradient after the backward pass (several processes or
-#: ``clip_norm``: ``kernels.step.update_chunks``).
-MOMENTUM, DROPOUT, SPARSE, WHOLE = 1, 2, 4, 8
+#: ``clip_norm``: ``kernels.step.update_chunks``), a sigmoid or tanh layer (without it
+#: only the piecewise-linear activations are compiled: ``activations.only_piecewise``).
+MOMENTUM, DROPOUT, SPARSE, WHOLE, CURVED = 1, 2, 4, 8, 16
 #: Every part: what a runtime (non-literal) ``features`` compiles.
-ALL = MOMENTUM | DROPOUT | SPARSE | WHOLE
+ALL = MOMENTUM | DROPOUT | SPARSE | WHOLE | CURVED
 
 
-def features_of(momentum, dropout, sparse, whole):
+def features_of(momentum, dropout, sparse, whole, curved=True):
     """The ``features`` bits of a run: SGD momentum, any dropout rate > 0, sparse input,
-    a whole-gradient update (several processes or ``clip_norm``)."""
+    a whole-gradient update (several processes or ``clip_norm``), a sigmoid or tanh layer."""
     return (MOMENTUM if momentum else 0) | (DROPOUT if dropout else 0) | \
-        (SPARSE if sparse else 0) | (WHOLE if whole else 0)
+        (SPARSE if sparse else 0) | (WHOLE if whole else 0) | (CURVED if curved else 0)
 
 
 def _literal(value):
@@ -67,6 +68,12 @@ def without(features, bit):
 
 def dropout_forward_if(features, h, rate, seed, step, layer, row0, width, col0):
     """``dropout_forward`` unless ``features`` is a literal without ``DROPOUT``."""
+    raise NotImplementedError
+
+
+def bias_activation_of(features, u, b, code):
+    """``u <- phi(u + b)`` (``activations.bias_activation``): only the piecewise-linear
+    activations when ``features`` is a literal without ``CURVED``."""
     raise NotImplementedError
 
 
@@ -125,10 +132,23 @@ def _dropout_forward_if(features, h, rate, seed, step, layer, row0, width, col0)
         h, rate, seed, step, layer, row0, width, col0)
 
 
+@overload(bias_activation_of, prefer_literal=True, inline="always")
+def _bias_activation_of(features, u, b, code):
+    if without(features, CURVED):
+        return lambda features, u, b, code: bias_activation(u, b, code, False)
+    return lambda features, u, b, code: bias_activation(u, b, code)
+
+
 @overload(activation_backward_of, prefer_literal=True, inline="always")
 def _activation_backward_of(features, delta, h, codes, rates, layer, seed, step, row0, width,
                             col0):
     if without(features, DROPOUT):
+        if without(features, CURVED):
+            def piecewise(features, delta, h, codes, rates, layer, seed, step, row0, width,
+                          col0):
+                activation_backward(delta, h, codes[layer], False)
+            return piecewise
+
         def plain(features, delta, h, codes, rates, layer, seed, step, row0, width, col0):
             activation_backward(delta, h, codes[layer])
         return plain

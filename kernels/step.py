@@ -43,12 +43,11 @@ from numba import njit
 from numba.extending import overload
 
 from ._config import JIT
-from .activations import bias_activation
 from .blas import gemm
 from .dense import column_sums
-from .features import (WHOLE, activation_backward_of, csr_product_if, csr_weight_gradient_if,
-                       dropout_forward_if, gather_csr_if, gather_targets, loss_delta,
-                       sgd_from_gradient_if, update_with, without)
+from .features import (WHOLE, activation_backward_of, bias_activation_of, csr_product_if,
+                       csr_weight_gradient_if, dropout_forward_if, gather_csr_if,
+                       gather_targets, loss_delta, sgd_from_gradient_if, update_with, without)
 from .gather import gather_rows
 from .losses import count_correct
 from .mpi import allreduce
@@ -119,7 +118,7 @@ def forward_tiles(worker, n_workers, xb, x0, bp, bi, bd, theta, sizes, codes, ra
                 else:
                     h_in = matrix(hbuf, hoff[l - 1], r, mi, mi)
                 gemm(False, False, 1.0, h_in, W, 0.0, h)
-            ok &= bias_activation(h, theta[bias + j0:bias + j1], codes[l])
+            ok &= bias_activation_of(features, h, theta[bias + j0:bias + j1], codes[l])
             if l < rates.shape[0] and rates[l] > 0:
                 dropout_forward_if(features, h, rates[l], seed, step, l, row0, mo, j0)
         barrier(team, n_workers)

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LEAN_RUN = """
 import json, numpy as np, fastnn
-from fastnn.kernels import dropout, losses, optimizers, sparse, step
+from numba import types
+from fastnn.kernels import activations, dropout, losses, optimizers, sparse, step
 rng = np.random.default_rng(0)
 X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
 net = fastnn.Network([fastnn.Dense(5, 4, "relu"), fastnn.Dense(4, 3)], dtype="float32")
@@ -33,7 +34,10 @@ kernels = {"adam": optimizers.adam_update, "rmsprop": optimizers.rmsprop_update,
            "dropout": dropout.dropout_forward, "csr": sparse.csr_product,
            "update_chunks": step.update_chunks, "ce": losses.softmax_cross_entropy,
            "sgd": optimizers.sgd_update}
-print(json.dumps({k: len(f.signatures) for k, f in kernels.items()}))
+compiled = {k: len(f.signatures) for k, f in kernels.items()}
+for f in (activations.bias_activation, activations.activation_backward):
+    compiled[f.__name__] = [str(sig[-1]) for sig in f.signatures]
+print(json.dumps(compiled))
 """
 
 
@@ -46,16 +50,19 @@ def test_a_lean_run_compiles_only_its_own_kernels(tmp_path):
     compiled = json.loads(proc.stdout.strip().splitlines()[-1])
     assert compiled.pop("ce") == 1
     assert compiled.pop("sgd") == 1
+    # relu and identity only: the activations compiled without sigmoid and tanh
+    assert compiled.pop("bias_activation") == ["Literal[bool](False)"]
+    assert compiled.pop("activation_backward") == ["Literal[bool](False)"]
     assert compiled == dict.fromkeys(compiled, 0)
 
 
-def _train(optimizer, loss="cross_entropy", lean=True, monkeypatch=None):
+def _train(optimizer, loss="cross_entropy", lean=True, monkeypatch=None, activation="relu"):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((50, 6))
     y = rng.integers(0, 3, 50) if loss == "cross_entropy" else rng.standard_normal((50, 3))
     if not lean:
         monkeypatch.setattr(backends, "LEAN_STEPS", frozenset())
-    net = fastnn.Network([fastnn.Dense(6, 5, "relu"), fastnn.Dense(5, 3)],
+    net = fastnn.Network([fastnn.Dense(6, 5, activation), fastnn.Dense(5, 3)],
                          loss=loss, dtype="float32", seed=3)
     net.fit(X, y, epochs=2, batch_size=16, optimizer=optimizer, verbose=0)
     loss_value, grads = net.loss_and_gradients(X, y)
@@ -77,12 +84,22 @@ def test_the_lean_step_trains_bit_identically_to_the_generic_one(loss, make, mon
             np.testing.assert_array_equal(x, z)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "leaky_relu"])
+def test_the_lean_step_of_other_activations_trains_bit_identically(activation, monkeypatch):
+    # tanh: the lean step with the curved activations; leaky relu: piecewise-linear
+    lean = _train(fastnn.Adam(0.01), "cross_entropy", True, monkeypatch, activation)
+    generic = _train(fastnn.Adam(0.01), "cross_entropy", False, monkeypatch, activation)
+    np.testing.assert_array_equal(lean[0], generic[0])
+    assert lean[1] == generic[1]
+
+
 def test_features_follow_the_run():
     from fastnn.kernels import optimizers as ko
     hyper = np.zeros(ko.N_HYPER)
 
     class Spec:
         rates = np.zeros(2)
+        codes = np.array([1, 0])        # relu, identity
 
     assert backends._step_features(Spec, ko.SGD, hyper, False) == 0
     hyper[ko.MOMENTUM] = 0.9
@@ -94,5 +111,14 @@ def test_features_follow_the_run():
     assert backends._step_features(Spec, ko.SGD, hyper, False, mpi_fn=12345) == kf.WHOLE
     Spec.rates = np.array([0.5, 0.0])
     assert backends._step_features(Spec, ko.SGD, hyper, False) == kf.DROPOUT
+    Spec.rates = np.zeros(2)
+    for code in (2, 0):                 # leaky relu: piecewise-linear, no curved kernels
+        Spec.codes = np.array([code, 0])
+        assert backends._step_features(Spec, ko.SGD, hyper, False) == 0
+    for code in (3, 4):                 # sigmoid, tanh
+        Spec.codes = np.array([1, code])
+        assert backends._step_features(Spec, ko.SGD, hyper, False) == kf.CURVED
     assert not backends._lean(0, kf.DROPOUT, ko.SGD)
     assert backends._lean(0, 0, ko.SGD) and not backends._lean(0, 0, ko.RMSPROP)
+    assert backends._lean(0, kf.CURVED, ko.ADAM)            # a tanh network's own step
+    assert not backends._lean(0, kf.CURVED | kf.MOMENTUM, ko.SGD)
