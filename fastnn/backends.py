@@ -6,16 +6,21 @@ activation as the kernels apply it (identity on a fused-loss output layer).
 """
 
 import inspect
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 from numba import types as _nbtypes
+from numba.core.errors import NumbaError
 from numba._dispatcher import compute_fingerprint as _fingerprint
 from numba.core.typing.typeof import Purpose, typeof
 
 from . import reference
 from .data import NO_WEIGHTS, DataError, bad_label_error, bad_value_error
 from . import data as _data
-from ._threads import team
+from ._threads import available_cores, team
 from .kernels import activations as _ka
 from .kernels import features as _kf
 from .kernels import losses as _kl
@@ -49,13 +54,15 @@ class Specialized:
         self.literal = frozenset(names.index(name) for name in literal)
         self._entries = {}
 
-    def entry(self, args, literal=True):
+    def entry(self, args, literal=True, before_compile=None):
         """The compiled entry point for ``args`` (compiled or loaded on first use).
 
         ``literal=False``: the literal arguments typed as plain ints (the
         generic entry point, which dispatches on them at run time). Looked up
         by numba's own type fingerprints (5 us for the step's 57 arguments;
         building the numba types costs 270 us, once per new key).
+        ``before_compile(signature)`` is called before a signature this process
+        has not compiled or loaded yet is (see :func:`compile_on_two_cores`).
         """
         try:
             key = (literal,) + tuple(int(a) if i in self.literal else _fingerprint(a)
@@ -68,10 +75,87 @@ class Specialized:
                         else typeof(a, Purpose.argument) for i, a in enumerate(args))
             entry = self._entries.get(sig)
             if entry is None:
+                if before_compile is not None:
+                    before_compile(sig)
                 entry = self._entries[sig] = self.kernel.compile(sig)
             if key is not None:
                 self._entries[key] = entry
         return entry
+
+
+def _cached(kernel, sig):
+    """Whether numba's on-disk cache holds ``kernel`` compiled for ``sig`` (True if unsure)."""
+    try:
+        cache = kernel._cache
+        key = cache._index_key(sig, kernel.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:                           # no cache (cache=False), another numba
+        return True
+
+
+#: Set to "0" in the environment (or ``COMPILE_HELPER["on"] = False`` here): a cold
+#: training step compiles in this process only (``fastnn.warmup``'s own child
+#: processes do, since they already use every core).
+HELPER_ENV = "FASTNN_COMPILE_HELPER"
+COMPILE_HELPER = {"on": True, "timeout": 20.0}
+_HELPER = "import pickle, sys; from fastnn.kernels import step; " \
+          "step.forward_tiles.compile(pickle.loads(sys.stdin.buffer.read()))"
+
+
+def compiler_environment():
+    """The environment of a child process that compiles into this one's numba cache.
+
+    This process's own, with fastnn's folder first on ``PYTHONPATH`` (the
+    same source, installed or not) and no compile helper of its own.
+    """
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    env[HELPER_ENV] = "0"
+    return env
+
+
+def compile_on_two_cores(sig):
+    """Compile a cold training step on two cores: ``forward_tiles`` in a helper process.
+
+    numba compiles on one core, one function after another. When the step
+    ``train_steps(sig)`` is not in numba's cache yet (a first run in a fresh
+    environment) and another core is free, a child process compiles
+    ``forward_tiles`` (about a fifth of the step's compile) into the same
+    cache while this process compiles ``backward_tiles``; then, once the
+    child is done, compiling the step loads ``forward_tiles`` from the cache.
+    The signatures come from ``kernels.step.tile_signatures``. A child that
+    fails or takes longer than ``COMPILE_HELPER["timeout"]`` seconds is
+    stopped, and this process compiles what it did not (numba writes cache
+    files whole, by renaming). Nothing here changes what is compiled, only
+    where: the step's code is the same.
+    """
+    if not COMPILE_HELPER["on"] or os.environ.get(HELPER_ENV, "1") == "0" or \
+            available_cores() < 2 or _cached(_ks.train_steps, sig):
+        return
+    forward, backward = _ks.tile_signatures(sig)
+    if _cached(_ks.forward_tiles, forward):
+        return
+    try:
+        child = subprocess.Popen([sys.executable, "-c", _HELPER], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=compiler_environment())
+        child.stdin.write(pickle.dumps(forward))
+        child.stdin.close()
+    except OSError:                             # no process to be had: compile here
+        return
+    try:
+        try:
+            _ks.backward_tiles.compile(backward)
+        except NumbaError:                      # the step's own compile reports it
+            pass
+        child.wait(timeout=COMPILE_HELPER["timeout"])
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 _TRAIN_STEPS = Specialized(_ks.train_steps, ("loss_code", "features", "opt_code"))
@@ -197,7 +281,8 @@ class NumbaBackend:
             grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), bp, bi, bd, yb, tb.reshape(-1),
             w if w.shape[0] else np.empty(n), True, np.zeros(1),
             losses, correct, 0, 1, np.zeros(4, np.int64), status)
-        done = _TRAIN_STEPS.entry(args, _lean(loss_code, features, _ks.NO_UPDATE))(*args)
+        done = _TRAIN_STEPS.entry(args, _lean(loss_code, features, _ks.NO_UPDATE),
+                                  compile_on_two_cores)(*args)
         return (losses[0] if done else np.nan), grad[:theta.size]
 
     def train_steps(self, spec, theta, data, perm, batch_size, step_begin, step_end, optimizer,
@@ -250,7 +335,9 @@ class NumbaBackend:
                     gsum, hbuf, dbuf, xb, bp, bi, bd, yb, tb, wb, False, norms, step_losses,
                     step_correct, rank, size, mpi, status)
 
-        entry = _TRAIN_STEPS.entry(args(0), _lean(data.code, features, optimizer.code))
+        # Several processes (MPI) already compile on every core: no helper.
+        entry = _TRAIN_STEPS.entry(args(0), _lean(data.code, features, optimizer.code),
+                                   compile_on_two_cores if strategy.size == 1 else None)
         completed = team().run(n_workers, lambda worker: entry(*args(worker)))
         if completed < step_end - step_begin:
             _raise_input_error(spec, data, strategy, int(status[0]),

@@ -113,6 +113,7 @@ def warmup(dtypes=("float32", "float64"), processes=None, *, losses=LOSSES,
     float
         Seconds spent, so callers can report compile time apart from training.
     """
+    from . import backends
     from ._threads import available_cores
 
     start = time.perf_counter()
@@ -123,18 +124,20 @@ def warmup(dtypes=("float32", "float64"), processes=None, *, losses=LOSSES,
         processes = min(len(jobs), available_cores()) if _cache_is_cold() else 1
     processes = max(1, min(int(processes), len(jobs)))
     shares = _plan(jobs, processes)
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    # Every core compiles a share already: no helper process per training step.
+    env = backends.compiler_environment()
     children = [subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(share)], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for share in shares[1:]]
+    helper = backends.COMPILE_HELPER["on"]
+    backends.COMPILE_HELPER["on"] = helper and not children
     try:
         for job in shares[0]:
             _compile(*job)
         for child in children:
             child.wait(timeout=900)
     finally:
+        backends.COMPILE_HELPER["on"] = helper
         for child in children:
             if child.poll() is None:
                 child.kill()

@@ -39,7 +39,7 @@ and targets (flat, ``cap`` rows).
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 from numba.extending import overload
 
 from ._config import JIT
@@ -273,6 +273,28 @@ def _update_chunks_if(features, worker, n_workers, opt_code, theta, g, s1, s2, t
         update_chunks(worker, n_workers, opt_code, theta, g, s1, s2, t, hyper, norms, pieces,
                       team, features)
     return impl
+
+
+def tile_signatures(step_signature):
+    """The signatures ``train_steps`` compiles ``forward_tiles`` and ``backward_tiles`` with.
+
+    ``step_signature`` is ``train_steps``' own (a tuple of numba types, in
+    its parameters' order). Most tile arguments are the step's own, passed
+    through; the rest are the step's local integers, flag and offsets. Lets
+    ``fastnn.backends`` have a tile compiled in another process while this
+    one compiles the rest (``tests/test_features.py`` checks the prediction
+    against what typing the step compiles).
+    """
+    names = train_steps.py_func.__code__.co_varnames[:train_steps.py_func.__code__.co_argcount]
+    of = dict(zip(names, step_signature))
+    local = {"x0": types.int64, "step": types.int64, "row0": types.int64, "r": types.int64,
+             "mode": types.int64, "tile_norms": types.boolean,
+             "woff": types.int64[::1], "hoff": types.int64[::1]}
+
+    def signature(kernel):
+        code = kernel.py_func.__code__
+        return tuple(local[n] if n in local else of[n] for n in code.co_varnames[:code.co_argcount])
+    return signature(forward_tiles), signature(backward_tiles)
 
 
 @njit(**JIT)

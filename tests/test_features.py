@@ -42,7 +42,7 @@ print(json.dumps(compiled))
 
 
 def test_a_lean_run_compiles_only_its_own_kernels(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTNN_COMPILE_HELPER="0")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", LEAN_RUN], env=env, capture_output=True,
                           text=True, timeout=600)
@@ -122,3 +122,77 @@ def test_features_follow_the_run():
     assert backends._lean(0, 0, ko.SGD) and not backends._lean(0, 0, ko.RMSPROP)
     assert backends._lean(0, kf.CURVED, ko.ADAM)            # a tanh network's own step
     assert not backends._lean(0, kf.CURVED | kf.MOMENTUM, ko.SGD)
+
+
+# ---- a cold step compiled on two cores (backends.compile_on_two_cores) ----------------------
+
+SIGNATURES_RUN = """
+import json, numpy as np, scipy.sparse as sp, fastnn
+from fastnn.kernels import step
+rng = np.random.default_rng(0)
+X = rng.standard_normal((24, 5)).astype(np.float32)
+y, t = rng.integers(0, 3, 24), rng.standard_normal((24, 3))
+runs = [("relu", "cross_entropy", fastnn.SGD(0.1), X, y),
+        ("tanh", "mse", fastnn.Adam(0.01), X, t),
+        ("relu", "cross_entropy", fastnn.SGD(0.1, momentum=0.9), sp.csr_matrix(np.abs(X)), y)]
+for act, loss, optimizer, data, target in runs:
+    net = fastnn.Network([fastnn.Dense(5, 4, act), fastnn.Dense(4, 3)], loss=loss, seed=0)
+    net.fit(data, target, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
+    net.loss_and_gradients(data, target)
+found = []
+for sig in step.train_steps.signatures:
+    forward, backward = step.tile_signatures(sig)
+    found.append([forward in step.forward_tiles.signatures,
+                  backward in step.backward_tiles.signatures])
+print(json.dumps(found))
+"""
+
+
+def test_the_predicted_tile_signatures_are_the_ones_the_step_compiles(tmp_path):
+    # In a fresh process with an empty cache, so that typing each step compiles its tiles
+    # (a step loaded from the cache loads none of them): a lean step, a tanh/mse/Adam one,
+    # the generic one (momentum, sparse input), and loss_and_gradients' steps.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTNN_COMPILE_HELPER="0")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", SIGNATURES_RUN], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(found) >= 5
+    assert found == [[True, True]] * len(found)
+
+
+HELPER_RUN = """
+import json, numpy as np, fastnn
+from fastnn.kernels import step
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
+net = fastnn.Network([fastnn.Dense(5, 4, "relu"), fastnn.Dense(4, 3)], dtype="float32", seed=1)
+net.fit(X, y, epochs=2, batch_size=8, optimizer=fastnn.Adam(0.01), verbose=0)
+print(json.dumps({"forward_loaded": sum(step.forward_tiles._cache_hits.values()),
+                  "backward_loaded": sum(step.backward_tiles._cache_hits.values()),
+                  "step_loaded": sum(step.train_steps._cache_hits.values()),
+                  "params": net.get_params().tolist()}))
+"""
+
+
+def _helper_run(tmp_path, helper):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache{helper}"),
+               FASTNN_COMPILE_HELPER=str(helper))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", HELPER_RUN], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_cold_step_compiles_its_forward_tiles_in_a_helper_process(tmp_path):
+    from fastnn._threads import available_cores
+    helped, alone = _helper_run(tmp_path, 1), _helper_run(tmp_path, 0)
+    # With a second core, forward_tiles came from the helper through the (cold) cache;
+    # this process compiled backward_tiles and the step itself.
+    assert helped["forward_loaded"] == (1 if available_cores() >= 2 else 0)
+    assert helped["backward_loaded"] == 0 and helped["step_loaded"] == 0
+    assert alone["forward_loaded"] == 0 and alone["step_loaded"] == 0
+    # the same code, wherever it was compiled
+    assert helped["params"] == alone["params"]
