@@ -308,6 +308,8 @@ def run_cold(args, tree=ROOT):
     """Run the worker on the source tree ``tree`` in a fresh process, empty numba cache."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(tree)
+    # Everything compiled in the profiled process: no helper process for a cold step.
+    env["FASTNN_COMPILE_HELPER"] = "0"
     with tempfile.TemporaryDirectory(prefix="fastnn-cold-") as tmp:
         env["NUMBA_CACHE_DIR"] = tmp
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",

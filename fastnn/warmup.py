@@ -67,13 +67,40 @@ def _cache_is_cold():
 
 
 def _plan(jobs, n):
-    """``jobs`` split into ``n`` lists of about equal cost (longest first, greedily)."""
-    shares = [[] for _ in range(n)]
-    loads = [0] * n
+    """``jobs`` split into ``n`` lists of about equal cost, each run in order by one process.
+
+    The training steps of one dtype share most of their kernels (the gather,
+    the forward tiles, the loss, the activations): the first compiles them
+    into the cache and a later one, in any process, loads them. So with at
+    least as many dtypes as processes, a dtype's jobs stay in one process
+    (whole dtypes balanced by cost). With fewer, a dtype's costliest step
+    leads in one process, and the others start with the predict side, which
+    shares little with it, so that their training steps come once the shared
+    kernels are in the cache (counted at half cost).
+    """
+    groups = {}
     for job in sorted(jobs, key=lambda j: -_COST[_kind(j[1])]):
-        k = loads.index(min(loads))
-        shares[k].append(job)
-        loads[k] += _COST[_kind(job[1])]
+        groups.setdefault(job[0], []).append(job)
+    shares = [[] for _ in range(n)]
+    loads = [0.0] * n
+
+    def give(job_list, cost, among=range(n)):
+        k = min(among, key=lambda i: loads[i])
+        shares[k].extend(job_list)
+        loads[k] += cost
+        return k
+
+    if len(groups) >= n:
+        for group in sorted(groups.values(), key=lambda g: -sum(_COST[_kind(p)] for _, p in g)):
+            give(group, sum(_COST[_kind(p)] for _, p in group))
+        return shares
+    for group in groups.values():
+        lead, rest = group[0], group[1:]
+        k = give([lead], _COST[_kind(lead[1])])
+        rest.sort(key=lambda j: _kind(j[1]) != "predict")       # predict first
+        for job in rest:
+            give([job], _COST[_kind(job[1])] / (1 if _kind(job[1]) == "predict" else 2),
+                 [i for i in range(n) if i != k] or [k])
     return shares
 
 

@@ -109,7 +109,18 @@ def test_warmup_plan_shares_the_jobs_by_cost():
     assert [sum(w._COST[w._kind(p)] for _, p in share) for share in shares] == [3, 3]
     assert w._plan(jobs[:2], 2) == [[("float32", "train:cross_entropy:sgd")],
                                     [("float32", "predict")]]
-    assert w._plan(jobs, 1) == [sorted(jobs, key=lambda j: -w._COST[w._kind(j[1])])]
+    assert w._plan(jobs, 1) == [[("float32", "train:cross_entropy:sgd"), ("float32", "predict"),
+                                 ("float64", "train:cross_entropy:sgd"), ("float64", "predict")]]
+    # one dtype on two processes: the costliest step leads one, predict leads the other,
+    # whose training steps then load the kernels they share with the first from the cache
     generic = [("float32", "generic"), ("float32", "train:mse:adam"), ("float32", "predict")]
     assert w._plan(generic, 2) == [[("float32", "generic")],
-                                   [("float32", "train:mse:adam"), ("float32", "predict")]]
+                                   [("float32", "predict"), ("float32", "train:mse:adam")]]
+    one = [("float32", "train:cross_entropy:sgd"), ("float32", "train:cross_entropy:adam"),
+           ("float32", "predict")]
+    assert w._plan(one, 2) == [[("float32", "train:cross_entropy:sgd")],
+                               [("float32", "predict"), ("float32", "train:cross_entropy:adam")]]
+    # two dtypes on two processes: one dtype each
+    both = [(d, p) for d in ("float32", "float64") for _, p in one]
+    assert sorted(w._plan(both, 2)) == [[j for j in both if j[0] == d] for d in
+                                        ("float32", "float64")]
