@@ -140,11 +140,14 @@ def compile_on_two_cores(sig):
         child = subprocess.Popen([sys.executable, "-c", _HELPER], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  env=compiler_environment())
-        child.stdin.write(pickle.dumps(forward))
-        child.stdin.close()
     except OSError:                             # no process to be had: compile here
         return
     try:
+        try:
+            child.stdin.write(pickle.dumps(forward))
+            child.stdin.close()
+        except OSError:                         # the child is gone already
+            pass
         try:
             _ks.backward_tiles.compile(backward)
         except NumbaError:                      # the step's own compile reports it
@@ -171,8 +174,16 @@ LEAN_STEPS = frozenset((loss, opt) for loss in (_kl.CE_LABELS, _kl.MSE)
                        for opt in (_ko.SGD, _ko.ADAM, _ks.NO_UPDATE))
 
 
-def _lean(loss_code, features, optimizer_code):
+#: The dtypes whose sigmoid or tanh networks get lean steps of their own (float32, the
+#: default and the fast one); float64 ones, mostly checks against other libraries,
+#: share the generic step (a lean step is a whole compile per configuration).
+CURVED_LEAN_DTYPES = frozenset({np.dtype(np.float32)})
+
+
+def _lean(loss_code, features, optimizer_code, dtype=np.float32):
     """Whether this run's step is compiled on its own (see ``LEAN_STEPS``)."""
+    if features & _kf.CURVED and np.dtype(dtype) not in CURVED_LEAN_DTYPES:
+        return False
     return features & ~_kf.CURVED == 0 and (int(loss_code), int(optimizer_code)) in LEAN_STEPS
 
 
@@ -281,7 +292,7 @@ class NumbaBackend:
             grad, grad, grad, grad, hbuf, dbuf, X.reshape(-1), bp, bi, bd, yb, tb.reshape(-1),
             w if w.shape[0] else np.empty(n), True, np.zeros(1),
             losses, correct, 0, 1, np.zeros(4, np.int64), status)
-        done = _TRAIN_STEPS.entry(args, _lean(loss_code, features, _ks.NO_UPDATE),
+        done = _TRAIN_STEPS.entry(args, _lean(loss_code, features, _ks.NO_UPDATE, spec.dtype),
                                   compile_on_two_cores)(*args)
         return (losses[0] if done else np.nan), grad[:theta.size]
 
@@ -336,7 +347,7 @@ class NumbaBackend:
                     step_correct, rank, size, mpi, status)
 
         # Several processes (MPI) already compile on every core: no helper.
-        entry = _TRAIN_STEPS.entry(args(0), _lean(data.code, features, optimizer.code),
+        entry = _TRAIN_STEPS.entry(args(0), _lean(data.code, features, optimizer.code, spec.dtype),
                                    compile_on_two_cores if strategy.size == 1 else None)
         completed = team().run(n_workers, lambda worker: entry(*args(worker)))
         if completed < step_end - step_begin:

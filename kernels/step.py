@@ -293,7 +293,8 @@ def tile_signatures(step_signature):
 
     def signature(kernel):
         code = kernel.py_func.__code__
-        return tuple(local[n] if n in local else of[n] for n in code.co_varnames[:code.co_argcount])
+        names = code.co_varnames[:code.co_argcount]
+        return tuple(local[n] if n in local else of[n] for n in names)
     return signature(forward_tiles), signature(backward_tiles)
 
 

@@ -120,47 +120,38 @@ def test_features_follow_the_run():
         assert backends._step_features(Spec, ko.SGD, hyper, False) == kf.CURVED
     assert not backends._lean(0, kf.DROPOUT, ko.SGD)
     assert backends._lean(0, 0, ko.SGD) and not backends._lean(0, 0, ko.RMSPROP)
-    assert backends._lean(0, kf.CURVED, ko.ADAM)            # a tanh network's own step
+    assert backends._lean(0, kf.CURVED, ko.ADAM)            # a tanh network's own step ...
+    assert not backends._lean(0, kf.CURVED, ko.ADAM, np.float64)    # ... in float32
+    assert backends._lean(0, 0, ko.ADAM, np.float64)
     assert not backends._lean(0, kf.CURVED | kf.MOMENTUM, ko.SGD)
 
 
 # ---- a cold step compiled on two cores (backends.compile_on_two_cores) ----------------------
 
-SIGNATURES_RUN = """
+# One cold run trains the same lean step as HELPER_RUN (plus loss_and_gradients' step and
+# the generic one), everything compiled in the process: the tile signatures each step's
+# typing compiled, and the parameters to compare with the helper's run.
+COLD_RUN = """
 import json, numpy as np, scipy.sparse as sp, fastnn
 from fastnn.kernels import step
 rng = np.random.default_rng(0)
-X = rng.standard_normal((24, 5)).astype(np.float32)
-y, t = rng.integers(0, 3, 24), rng.standard_normal((24, 3))
-runs = [("relu", "cross_entropy", fastnn.SGD(0.1), X, y),
-        ("tanh", "mse", fastnn.Adam(0.01), X, t),
-        ("relu", "cross_entropy", fastnn.SGD(0.1, momentum=0.9), sp.csr_matrix(np.abs(X)), y)]
-for act, loss, optimizer, data, target in runs:
-    net = fastnn.Network([fastnn.Dense(5, 4, act), fastnn.Dense(4, 3)], loss=loss, seed=0)
-    net.fit(data, target, epochs=1, batch_size=8, optimizer=optimizer, verbose=0)
-    net.loss_and_gradients(data, target)
+X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
+net = fastnn.Network([fastnn.Dense(5, 4, "relu"), fastnn.Dense(4, 3)], dtype="float32", seed=1)
+net.fit(X, y, epochs=2, batch_size=8, optimizer=fastnn.Adam(0.01), verbose=0)
+params = net.get_params().tolist()
+net.loss_and_gradients(X, y)
+other = fastnn.Network([fastnn.Dense(5, 4, "tanh"), fastnn.Dense(4, 3)], seed=0)
+other.fit(sp.csr_matrix(np.abs(X)), y, epochs=1, batch_size=8,
+          optimizer=fastnn.SGD(0.1, momentum=0.9), verbose=0)
 found = []
 for sig in step.train_steps.signatures:
     forward, backward = step.tile_signatures(sig)
     found.append([forward in step.forward_tiles.signatures,
                   backward in step.backward_tiles.signatures])
-print(json.dumps(found))
+print(json.dumps({"found": found, "params": params,
+                  "forward_loaded": sum(step.forward_tiles._cache_hits.values()),
+                  "step_loaded": sum(step.train_steps._cache_hits.values())}))
 """
-
-
-def test_the_predicted_tile_signatures_are_the_ones_the_step_compiles(tmp_path):
-    # In a fresh process with an empty cache, so that typing each step compiles its tiles
-    # (a step loaded from the cache loads none of them): a lean step, a tanh/mse/Adam one,
-    # the generic one (momentum, sparse input), and loss_and_gradients' steps.
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTNN_COMPILE_HELPER="0")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", SIGNATURES_RUN], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(found) >= 5
-    assert found == [[True, True]] * len(found)
-
 
 HELPER_RUN = """
 import json, numpy as np, fastnn
@@ -176,23 +167,38 @@ print(json.dumps({"forward_loaded": sum(step.forward_tiles._cache_hits.values())
 """
 
 
-def _helper_run(tmp_path, helper):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache{helper}"),
+def _cold_run(folder, program, helper):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(folder / f"cache{helper}"),
                FASTNN_COMPILE_HELPER=str(helper))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", HELPER_RUN], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_a_cold_step_compiles_its_forward_tiles_in_a_helper_process(tmp_path):
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+    """COLD_RUN in a fresh process with an empty cache and no helper."""
+    return _cold_run(tmp_path_factory.mktemp("alone"), COLD_RUN, 0)
+
+
+def test_the_predicted_tile_signatures_are_the_ones_the_step_compiles(alone):
+    # Typing each step compiled its tiles (a step loaded from the cache loads none of
+    # them): the lean Adam step, loss_and_gradients' step, the generic one (momentum,
+    # sparse input, tanh).
+    assert alone["step_loaded"] == 0
+    assert len(alone["found"]) >= 3
+    assert alone["found"] == [[True, True]] * len(alone["found"])
+
+
+def test_a_cold_step_compiles_its_forward_tiles_in_a_helper_process(alone, tmp_path):
     from fastnn._threads import available_cores
-    helped, alone = _helper_run(tmp_path, 1), _helper_run(tmp_path, 0)
+    helped = _cold_run(tmp_path, HELPER_RUN, 1)
     # With a second core, forward_tiles came from the helper through the (cold) cache;
     # this process compiled backward_tiles and the step itself.
     assert helped["forward_loaded"] == (1 if available_cores() >= 2 else 0)
     assert helped["backward_loaded"] == 0 and helped["step_loaded"] == 0
-    assert alone["forward_loaded"] == 0 and alone["step_loaded"] == 0
+    assert alone["forward_loaded"] == 0
     # the same code, wherever it was compiled
     assert helped["params"] == alone["params"]
