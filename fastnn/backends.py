@@ -165,7 +165,8 @@ _TRAIN_STEPS = Specialized(_ks.train_steps, ("loss_code", "features", "opt_code"
 _PREDICT_RAW = Specialized(_kt.predict_raw, ("features",))
 #: The (loss, optimizer) pairs whose training step is compiled on its own when the run
 #: uses none of the optional parts (``kernels.features``; sigmoid or tanh layers, which
-#: are no option, give a step of their own too): the common first runs
+#: are no option, give a step of their own too, see ``CURVED_LEAN_DTYPES``): the common
+#: first runs
 #: (classification and regression, SGD and Adam, and ``loss_and_gradients``) compile
 #: only their own kernels (about half of the step's cold compile). Every other
 #: configuration shares one generic step that dispatches at run time, so a test suite
