@@ -131,7 +131,8 @@ def compile_on_two_cores(sig):
     where: the step's code is the same.
     """
     if not COMPILE_HELPER["on"] or os.environ.get(HELPER_ENV, "1") == "0" or \
-            available_cores() < 2 or _cached(_ks.train_steps, sig):
+            getattr(sys, "frozen", False) or available_cores() < 2 or \
+            _cached(_ks.train_steps, sig):             # frozen: sys.executable is the app
         return
     forward, backward = _ks.tile_signatures(sig)
     if _cached(_ks.forward_tiles, forward):

@@ -202,3 +202,19 @@ def test_a_cold_step_compiles_its_forward_tiles_in_a_helper_process(alone, tmp_p
     assert alone["forward_loaded"] == 0
     # the same code, wherever it was compiled
     assert helped["params"] == alone["params"]
+
+
+@pytest.mark.parametrize("how", ["frozen", "env", "flag"])
+def test_no_helper_process_where_it_is_turned_off(how, monkeypatch):
+    def no_process(*args, **kwargs):
+        raise AssertionError("a helper process was started")
+    monkeypatch.setattr(backends.subprocess, "Popen", no_process)
+    monkeypatch.setattr(backends, "available_cores", lambda: 4)
+    monkeypatch.setattr(backends, "_cached", lambda kernel, sig: False)   # a cold cache
+    if how == "frozen":         # a frozen application: sys.executable is the app itself
+        monkeypatch.setattr(sys, "frozen", True, raising=False)
+    elif how == "env":
+        monkeypatch.setenv(backends.HELPER_ENV, "0")
+    else:
+        monkeypatch.setitem(backends.COMPILE_HELPER, "on", False)
+    assert backends.compile_on_two_cores(("a", "signature")) is None
