@@ -20,42 +20,6 @@ from fastnn.kernels import features as kf
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LEAN_RUN = """
-import json, numpy as np, fastnn
-from numba import types
-from fastnn.kernels import activations, dropout, losses, optimizers, sparse, step
-rng = np.random.default_rng(0)
-X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
-net = fastnn.Network([fastnn.Dense(5, 4, "relu"), fastnn.Dense(4, 3)], dtype="float32")
-net.fit(X, y, epochs=1, batch_size=8, optimizer=fastnn.SGD(0.1), verbose=0)
-kernels = {"adam": optimizers.adam_update, "rmsprop": optimizers.rmsprop_update,
-           "momentum": optimizers.sgd_momentum_update, "mse": losses.mean_squared_error,
-           "bce": losses.sigmoid_binary_cross_entropy, "poisson": losses.poisson_deviance,
-           "dropout": dropout.dropout_forward, "csr": sparse.csr_product,
-           "update_chunks": step.update_chunks, "ce": losses.softmax_cross_entropy,
-           "sgd": optimizers.sgd_update}
-compiled = {k: len(f.signatures) for k, f in kernels.items()}
-for f in (activations.bias_activation, activations.activation_backward):
-    compiled[f.__name__] = [str(sig[-1]) for sig in f.signatures]
-print(json.dumps(compiled))
-"""
-
-
-def test_a_lean_run_compiles_only_its_own_kernels(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTNN_COMPILE_HELPER="0")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", LEAN_RUN], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    compiled = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert compiled.pop("ce") == 1
-    assert compiled.pop("sgd") == 1
-    # relu and identity only: the activations compiled without sigmoid and tanh
-    assert compiled.pop("bias_activation") == ["Literal[bool](False)"]
-    assert compiled.pop("activation_backward") == ["Literal[bool](False)"]
-    assert compiled == dict.fromkeys(compiled, 0)
-
-
 def _train(optimizer, loss="cross_entropy", lean=True, monkeypatch=None, activation="relu"):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((50, 6))
@@ -128,42 +92,40 @@ def test_features_follow_the_run():
 
 # ---- a cold step compiled on two cores (backends.compile_on_two_cores) ----------------------
 
-# One cold run trains the same lean step as HELPER_RUN (plus loss_and_gradients' step and
-# the generic one), everything compiled in the process: the tile signatures each step's
-# typing compiled, and the parameters to compare with the helper's run.
-COLD_RUN = """
-import json, numpy as np, scipy.sparse as sp, fastnn
-from fastnn.kernels import step
+# One cold run, everything compiled in the process (no helper): a lean SGD run and
+# loss_and_gradients' step. What it compiled (a lean run compiles none of the kernels it
+# does not use), the tile signatures each step's typing compiled, and the parameters to
+# compare with HELPER_RUN's (the same run with the helper).
+_RUN = """
+import json, numpy as np, fastnn
+from fastnn.kernels import activations, dropout, losses, optimizers, sparse, step
 rng = np.random.default_rng(0)
 X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
 net = fastnn.Network([fastnn.Dense(5, 4, "relu"), fastnn.Dense(4, 3)], dtype="float32", seed=1)
-net.fit(X, y, epochs=2, batch_size=8, optimizer=fastnn.Adam(0.01), verbose=0)
-params = net.get_params().tolist()
+net.fit(X, y, epochs=2, batch_size=8, optimizer=fastnn.SGD(0.1), verbose=0)
+result = {"params": net.get_params().tolist(),
+          "forward_loaded": sum(step.forward_tiles._cache_hits.values()),
+          "backward_loaded": sum(step.backward_tiles._cache_hits.values()),
+          "step_loaded": sum(step.train_steps._cache_hits.values())}
+"""
+HELPER_RUN = _RUN + "print(json.dumps(result))"
+COLD_RUN = _RUN + """
 net.loss_and_gradients(X, y)
-other = fastnn.Network([fastnn.Dense(5, 4, "tanh"), fastnn.Dense(4, 3)], seed=0)
-other.fit(sp.csr_matrix(np.abs(X)), y, epochs=1, batch_size=8,
-          optimizer=fastnn.SGD(0.1, momentum=0.9), verbose=0)
+kernels = {"adam": optimizers.adam_update, "rmsprop": optimizers.rmsprop_update,
+           "momentum": optimizers.sgd_momentum_update, "mse": losses.mean_squared_error,
+           "bce": losses.sigmoid_binary_cross_entropy, "poisson": losses.poisson_deviance,
+           "dropout": dropout.dropout_forward, "csr": sparse.csr_product,
+           "update_chunks": step.update_chunks, "ce": losses.softmax_cross_entropy,
+           "sgd": optimizers.sgd_update}
+compiled = {k: len(f.signatures) for k, f in kernels.items()}
+for f in (activations.bias_activation, activations.activation_backward):
+    compiled[f.__name__] = sorted({str(sig[-1]) for sig in f.signatures})
 found = []
 for sig in step.train_steps.signatures:
     forward, backward = step.tile_signatures(sig)
     found.append([forward in step.forward_tiles.signatures,
                   backward in step.backward_tiles.signatures])
-print(json.dumps({"found": found, "params": params,
-                  "forward_loaded": sum(step.forward_tiles._cache_hits.values()),
-                  "step_loaded": sum(step.train_steps._cache_hits.values())}))
-"""
-
-HELPER_RUN = """
-import json, numpy as np, fastnn
-from fastnn.kernels import step
-rng = np.random.default_rng(0)
-X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
-net = fastnn.Network([fastnn.Dense(5, 4, "relu"), fastnn.Dense(4, 3)], dtype="float32", seed=1)
-net.fit(X, y, epochs=2, batch_size=8, optimizer=fastnn.Adam(0.01), verbose=0)
-print(json.dumps({"forward_loaded": sum(step.forward_tiles._cache_hits.values()),
-                  "backward_loaded": sum(step.backward_tiles._cache_hits.values()),
-                  "step_loaded": sum(step.train_steps._cache_hits.values()),
-                  "params": net.get_params().tolist()}))
+print(json.dumps(dict(result, compiled=compiled, found=found)))
 """
 
 
@@ -183,13 +145,22 @@ def alone(tmp_path_factory):
     return _cold_run(tmp_path_factory.mktemp("alone"), COLD_RUN, 0)
 
 
+def test_a_lean_run_compiles_only_its_own_kernels(alone):
+    compiled = dict(alone["compiled"])
+    assert compiled.pop("ce") == 1
+    assert compiled.pop("sgd") == 1
+    # relu and identity only: the activations compiled without sigmoid and tanh
+    assert compiled.pop("bias_activation") == ["Literal[bool](False)"]
+    assert compiled.pop("activation_backward") == ["Literal[bool](False)"]
+    assert compiled == dict.fromkeys(compiled, 0)
+
+
 def test_the_predicted_tile_signatures_are_the_ones_the_step_compiles(alone):
     # Typing each step compiled its tiles (a step loaded from the cache loads none of
-    # them): the lean Adam step, loss_and_gradients' step, the generic one (momentum,
-    # sparse input, tanh).
+    # them): the lean SGD step and loss_and_gradients' (no update) step.
     assert alone["step_loaded"] == 0
-    assert len(alone["found"]) >= 3
-    assert alone["found"] == [[True, True]] * len(alone["found"])
+    assert len(alone["found"]) == 2
+    assert alone["found"] == [[True, True]] * 2
 
 
 def test_a_cold_step_compiles_its_forward_tiles_in_a_helper_process(alone, tmp_path):
