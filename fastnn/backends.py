@@ -243,7 +243,8 @@ class NumbaBackend:
         scale, offset, rescale = _rescale_args(spec)
         ftiles = predict_tiles(spec.sizes, rows)
 
-        features = _kf.features_of(False, False, src.sparse, False, _curved(spec))
+        features = _kf.features_of(momentum=False, dropout=False, sparse=src.sparse, whole=False,
+                                    curved=_curved(spec))
 
         def args(worker):
             return (worker, n_workers, next_chunk, src.values, *src.csr_arrays(spec.dtype),

@@ -91,16 +91,17 @@ def _plan(jobs, n):
         return k
 
     if len(groups) >= n:
-        for group in sorted(groups.values(), key=lambda g: -sum(_COST[_kind(p)] for _, p in g)):
-            give(group, sum(_COST[_kind(p)] for _, p in group))
+        costs = [(sum(_COST[_kind(p)] for _, p in g), g) for g in groups.values()]
+        for cost, group in sorted(costs, key=lambda c: -c[0]):
+            give(group, cost)
         return shares
-    for group in groups.values():
+    for group in groups.values():                   # n >= 2 here
         lead, rest = group[0], group[1:]
         k = give([lead], _COST[_kind(lead[1])])
         rest.sort(key=lambda j: _kind(j[1]) != "predict")       # predict first
         for job in rest:
             give([job], _COST[_kind(job[1])] / (1 if _kind(job[1]) == "predict" else 2),
-                 [i for i in range(n) if i != k] or [k])
+                 [i for i in range(n) if i != k])
     return shares
 
 

@@ -285,17 +285,16 @@ def tile_signatures(step_signature):
     one compiles the rest (``tests/test_features.py`` checks the prediction
     against what typing the step compiles).
     """
-    names = train_steps.py_func.__code__.co_varnames[:train_steps.py_func.__code__.co_argcount]
-    of = dict(zip(names, step_signature))
-    local = {"x0": types.int64, "step": types.int64, "row0": types.int64, "r": types.int64,
-             "mode": types.int64, "tile_norms": types.boolean,
-             "woff": types.int64[::1], "hoff": types.int64[::1]}
-
-    def signature(kernel):
+    def parameters(kernel):
         code = kernel.py_func.__code__
-        names = code.co_varnames[:code.co_argcount]
-        return tuple(local[n] if n in local else of[n] for n in names)
-    return signature(forward_tiles), signature(backward_tiles)
+        return code.co_varnames[:code.co_argcount]
+
+    of = dict(zip(parameters(train_steps), step_signature))
+    of.update(x0=types.int64, step=types.int64, row0=types.int64, r=types.int64,
+              mode=types.int64, tile_norms=types.boolean,
+              woff=types.int64[::1], hoff=types.int64[::1])
+    return tuple(tuple(of[n] for n in parameters(kernel))
+                 for kernel in (forward_tiles, backward_tiles))
 
 
 @njit(**JIT)
