@@ -10,6 +10,7 @@ the same kernels, turn about, on the same 10,000 rows, for a narrow (784-128-64-
 
     python benchmarks/predict_cost.py                    # 1 and 2 threads, 9 rounds
     python benchmarks/predict_cost.py --threads 1 --rounds 15
+    python benchmarks/predict_cost.py --threads 1 --chunk-rows 256,1024,2048   # the trade-off
 
 Reported per network and thread count: the median time of each, their ratio (median of the
 per-round ratios; the target is at most 1.05) and, for information, the time of a single-row
@@ -32,6 +33,9 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=10_000)
     p.add_argument("--threads", default="1,2")
     p.add_argument("--networks", default="narrow,wide")
+    p.add_argument("--chunk-rows", default="",
+                   help="also try these chunk sizes (comma-separated), as the latency / "
+                        "throughput trade-off: each is batch-invariant too")
     args = p.parse_args(argv)
     import fastnn
     from fastnn import backends
@@ -42,6 +46,7 @@ def main(argv=None):
           f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
     print("| network | threads | chunk rows | invariant (ms) | one chunk a thread (ms) | ratio "
           "| single row (ms) |")
+    tried = [int(r) for r in args.chunk_rows.split(",") if r]
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.networks.split(","):
         sizes = NETWORKS[name]
@@ -55,8 +60,10 @@ def main(argv=None):
                 "whole": (lambda s: whole_rows,
                           lambda s, r: np.ones(len(s) - 1, np.int64)),
             }
+            for r in tried:
+                variants[r] = (lambda s, r=r: r, plan)
             times = {k: [] for k in variants}
-            single = []
+            single = {k: [] for k in variants if k != "whole"}
             try:
                 for _ in range(args.rounds + 1):          # the first round warms up
                     for key, (rows_of, tiles_of) in variants.items():
@@ -66,19 +73,21 @@ def main(argv=None):
                         for _ in range(args.repeats):
                             net.predict(X)
                         times[key].append((time.perf_counter() - start) / args.repeats)
-                    backends.predict_rows, backends.predict_tiles = variants["invariant"]
-                    start = time.perf_counter()
-                    for i in range(20):
-                        net.predict(X[i:i + 1])
-                    single.append((time.perf_counter() - start) / 20)
+                        if key in single:
+                            start = time.perf_counter()
+                            for i in range(20):
+                                net.predict(X[i:i + 1])
+                            single[key].append((time.perf_counter() - start) / 20)
             finally:
                 backends.predict_rows, backends.predict_tiles = invariant_rows, plan
-            ratio = statistics.median(a / b for a, b in zip(times["invariant"][1:],
-                                                             times["whole"][1:]))
-            print(f"| {'-'.join(map(str, sizes))} | {threads} | {invariant_rows(sizes)} | "
-                  f"{statistics.median(times['invariant'][1:]) * 1e3:.2f} | "
-                  f"{statistics.median(times['whole'][1:]) * 1e3:.2f} | {ratio:.3f} | "
-                  f"{statistics.median(single[1:]) * 1e3:.3f} |")
+            for key in single:
+                ratio = statistics.median(a / b for a, b in zip(times[key][1:],
+                                                                 times["whole"][1:]))
+                rows = invariant_rows(sizes) if key == "invariant" else f"{key} (tried)"
+                print(f"| {'-'.join(map(str, sizes))} | {threads} | {rows} | "
+                      f"{statistics.median(times[key][1:]) * 1e3:.2f} | "
+                      f"{statistics.median(times['whole'][1:]) * 1e3:.2f} | {ratio:.3f} | "
+                      f"{statistics.median(single[key][1:]) * 1e3:.3f} |")
 
 
 if __name__ == "__main__":
