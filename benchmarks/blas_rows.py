@@ -27,6 +27,8 @@ from threadpoolctl import threadpool_limits
 
 SHAPES = [(784, 128), (128, 64), (64, 10), (784, 1024), (37, 1000), (513, 257),
           (5, 300)]
+ROWS = 4096                          # the reference product's rows
+COUNTS = range(64, ROWS, 64)         # the row counts compared with it
 
 
 def main():
@@ -36,13 +38,13 @@ def main():
             for k, n in SHAPES:
                 for dtype, gemm in ((np.float32, blas.sgemm), (np.float64, blas.dgemm)):
                     w = rng.standard_normal((k, n)).astype(dtype)
-                    x = rng.standard_normal((4096, k)).astype(dtype)
+                    x = rng.standard_normal((ROWS, k)).astype(dtype)
                     ref = gemm(1.0, w.T, x.T).T
-                    bad = [m for m in range(64, 4096, 64)
+                    bad = [m for m in COUNTS
                            if not np.array_equal(gemm(1.0, w.T, x[:m].T).T, ref[:m])]
                     shown = bad if len(bad) <= 6 else bad[:3] + ["..."] + bad[-2:]
                     print(f"threads {threads}  {k:5d} x {n:5d} {dtype.__name__:8s} "
-                          f"rows differ at {len(bad):3d} of 63 M: {shown}", flush=True)
+                          f"rows differ at {len(bad):3d} of {len(COUNTS)} M: {shown}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ the same kernels, turn about, on the same 10,000 rows, for a narrow (784-128-64-
 
 Reported per network and thread count: the median time of each, their ratio (median of the
 per-round ratios; the target is at most 1.05) and, for information, the time of a single-row
-``predict`` (a whole chunk, padded).
+``predict`` (a whole chunk, padded); the same for each ``--chunk-rows`` size tried.
 """
 
 import argparse
@@ -33,7 +33,7 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=10_000)
     p.add_argument("--threads", default="1,2")
     p.add_argument("--networks", default="narrow,wide")
-    p.add_argument("--chunk-rows", default="",
+    p.add_argument("--chunk-rows", type=lambda v: [int(r) for r in v.split(",") if r], default=[],
                    help="also try these chunk sizes (comma-separated), as the latency / "
                         "throughput trade-off: each is batch-invariant too")
     args = p.parse_args(argv)
@@ -46,7 +46,6 @@ def main(argv=None):
           f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
     print("| network | threads | chunk rows | invariant (ms) | one chunk a thread (ms) | ratio "
           "| single row (ms) |")
-    tried = [int(r) for r in args.chunk_rows.split(",") if r]
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.networks.split(","):
         sizes = NETWORKS[name]
@@ -60,7 +59,7 @@ def main(argv=None):
                 "whole": (lambda s: whole_rows,
                           lambda s, r: np.ones(len(s) - 1, np.int64)),
             }
-            for r in tried:
+            for r in args.chunk_rows:
                 variants[r] = (lambda s, r=r: r, plan)
             times = {k: [] for k in variants}
             single = {k: [] for k in variants if k != "whole"}
