@@ -473,6 +473,7 @@ def test_memory_of_a_fit_on_a_map_does_not_grow_with_the_rows(tmp_path, shuffle)
     (57 MiB more at 10 N here); now a fit holds one block's stretch of the
     order and its read order (``MAX_BLOCK_ROWS`` rows at most).
     """
+    import gc
     import tracemalloc
 
     peaks = []
@@ -487,10 +488,13 @@ def test_memory_of_a_fit_on_a_map_does_not_grow_with_the_rows(tmp_path, shuffle)
         model = fastnn.Network([fastnn.Rescaling(1 / 255), fastnn.Dense(8, 4, "relu"),
                                 fastnn.Dense(4, 2)], seed=0, threads=1)
         model.fit(X_map[:500], y_map[:500], epochs=1, batch_size=64, verbose=0)  # buffers
+        gc.collect()
         tracemalloc.start()
         try:
             model.fit(X_map, y_map, epochs=2, batch_size=64, shuffle=shuffle, verbose=0)
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
-    assert peaks[1] - peaks[0] < 1 << 20, peaks
+    # 8 MiB: the peak moves by ~2 MiB from run to run (what the collector has freed by
+    # then, how the steps fell into calls), and the old per-row arrays added 57 MiB.
+    assert peaks[1] - peaks[0] < 8 << 20, peaks
