@@ -1,13 +1,22 @@
 """The one place for the jit flags every kernel uses.
 
-``fastmath`` leaves out ``nnan`` and ``ninf`` on purpose: the kernels detect
-NaN and inf (divergence, bad input) and those flags would let LLVM delete the
-checks. ``nogil`` lets two networks train at once in two Python threads.
+``fastmath`` is only ``nsz`` (the sign of a zero may differ): IEEE arithmetic
+otherwise, so a kernel's bits are fixed by its source. ``reassoc``,
+``contract`` and ``arcp`` let LLVM reorder sums, fuse multiply-adds and
+replace divisions as it sees fit, and it sees differently when a callee is
+compiled into its caller (numba links a kernel compiled in the same process
+into the caller and optimizes them together) or called from numba's cache
+(machine code): the same training step then gave different last bits
+depending on what the process had compiled before. Reductions that need
+vector speed keep explicit lanes (``optimizers.squared_norm``) or reduce
+integers (the finiteness flags). ``nnan`` and ``ninf`` are left out too: the
+kernels detect NaN and inf (divergence, bad input) and those flags would let
+LLVM delete the checks. ``nogil`` lets two networks train at once in two Python threads.
 ``error_model="numpy"`` makes a division by zero give inf instead of a
 Python exception check in every inner loop.
 """
 
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+FASTMATH = {"nsz"}
 
 JIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 

@@ -218,19 +218,21 @@ def bias_activation(u, b, code, curved=True):
         False (a literal, from the training step): ``code`` is identity, relu
         or leaky relu, and only those are compiled (:func:`only_piecewise`).
 
-    The finiteness flag costs one multiply-add per element: ``v * 0`` is 0
-    for finite ``v`` and NaN for NaN or inf, and NaN survives the sum.
+    The finiteness flag costs a subtract and a compare per element: ``v - v``
+    is 0 for finite ``v`` and NaN for NaN or inf. The flags are or-ed, an
+    integer reduction that vectorizes in IEEE arithmetic (a float sum would
+    need ``reassoc``, see ``kernels._config``).
     """
     n, m = u.shape
     zero, one, slope = u.dtype.type(0), u.dtype.type(1), u.dtype.type(LEAKY_SLOPE)
-    check = zero
+    bad = False
     for i in range(n):
         ui = row(u, i)                  # unit stride known: the loop vectorizes
         for j in range(m):
             v = ui[j] + b[j]
-            check += v * zero
+            bad |= v - v != zero
             ui[j] = activate_as(v, code, zero, one, slope, curved)
-    return check == zero
+    return not bad
 
 
 @njit(**JIT)

@@ -142,7 +142,7 @@ def predict_raw(worker, n_workers, next_chunk, X, Xp, Xi, Xd, scale, offset, res
 def all_finite(a):
     """Whether every element of the 1-D array ``a`` is finite."""
     zero = a.dtype.type(0)
-    check = zero
+    bad = False
     for i in range(a.shape[0]):
-        check += a[i] * zero
-    return check == zero
+        bad |= a[i] - a[i] != zero      # NaN for NaN and inf; an or vectorizes
+    return not bad

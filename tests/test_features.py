@@ -48,6 +48,41 @@ def test_the_lean_step_trains_bit_identically_to_the_generic_one(loss, make, mon
             np.testing.assert_array_equal(x, z)
 
 
+_COMPILED_HERE_OR_LOADED = """
+import sys
+import numpy as np
+import fastnn
+rng = np.random.default_rng(1)
+X, y = rng.standard_normal((50, 6)), rng.integers(0, 3, 50)
+params = []
+for optimizer in (fastnn.SGD(0.05), fastnn.SGD(0.05, clip_value=0.1)):
+    net = fastnn.Network([fastnn.Dense(6, 5, "relu"), fastnn.Dense(5, 3)], dtype="float32",
+                         seed=3, threads=1)
+    net.fit(X, y, epochs=2, batch_size=16, optimizer=optimizer, verbose=0)
+    params.append(net.get_params())
+np.save(sys.argv[1], np.array(params))
+"""
+
+
+def test_a_step_gives_the_same_bits_compiled_here_or_loaded_from_the_cache(tmp_path):
+    """The bits of a step do not depend on what its process compiled before.
+
+    The first process compiles a plain SGD step, then the ``clip_value`` step, whose
+    compile links in the kernels the first one compiled here; the second loads both
+    from numba's cache. With LLVM free to reorder sums and fuse multiply-adds
+    (fastmath ``reassoc``/``contract``), the clip_value step's biases differed in
+    their last bits between the two (``kernels._config``).
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               **{backends.HELPER_ENV: "0"})
+    for name in ("compiled", "loaded"):
+        subprocess.run([sys.executable, "-c", _COMPILED_HERE_OR_LOADED, str(tmp_path / name)],
+                       env=env, check=True, timeout=300)
+    compiled = np.load(tmp_path / "compiled.npy")
+    loaded = np.load(tmp_path / "loaded.npy")
+    np.testing.assert_array_equal(compiled, loaded)
+
+
 @pytest.mark.parametrize("activation", ["tanh", "leaky_relu"])
 def test_the_lean_step_of_other_activations_trains_bit_identically(activation, monkeypatch):
     # tanh: the lean step with the curved activations; leaky relu: piecewise-linear
