@@ -65,10 +65,12 @@ def squared_norm(g, start, stop):
     """``sum g[start:stop]**2``: float64 over blocks summed in ``g``'s dtype.
 
     Each block of ``NORM_BLOCK`` entries is summed in the gradient's dtype,
-    in ``NORM_LANES`` lanes that vector registers hold (each adds up 16
-    squares), and added to a float64 total: about twice as fast as widening
-    every square, with a relative error of about 1e-7 for float32 (PyTorch's
-    float32 norm is float32 throughout); float64 is float64 throughout.
+    in ``NORM_LANES`` independent running sums (each adds up 16 squares; they
+    vectorize without ``reassoc``), and added to a float64 total, with a
+    relative error of about 1e-7 for float32 (PyTorch's float32 norm is
+    float32 throughout); float64 is float64 throughout. 109k float32 took
+    about 23 us, against 12 us for the single ``reassoc`` sum it replaced
+    (both measured beside other work).
 
     Parameters
     ----------
